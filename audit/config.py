@@ -1,0 +1,168 @@
+"""``[tool.audit]`` settings from the target project's pyproject.toml, merged under CLI options.
+
+Every key is declared once in ``SCHEMA`` with its type, default and a line of documentation, so
+that the README table, the type check and the defaults cannot drift apart. An unknown key or a
+value of the wrong type is a ``ConfigError`` naming the key and the file (exit code 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from audit.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Key:
+    """One documented setting: its type (as a short name), default and meaning."""
+
+    type: str  # "bool", "int", "float", "str", "list[str]", "list[int]", "float?" (float or absent)
+    default: Any
+    doc: str
+
+
+# section name -> key -> Key.  The top-level table is "" ([tool.audit] itself).
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": {
+        "test_paths": Key("list[str]", [], "test files or folders to run (default: pytest's own testpaths)"),
+        "pytest_args": Key("list[str]", [], "extra arguments passed to every pytest run"),
+        "db": Key("str", "reports/audit.sqlite", "history store, relative to the project root"),
+        "reports_dir": Key("str", "reports", "where reports are written, relative to the project root"),
+    },
+    "flaky": {
+        "budget": Key("float", 150.0, "wall-clock seconds to spend at most"),
+        "runs": Key("int", 0, "stop after this many executions per test (0: adaptive within the budget)"),
+        "timeout": Key("float", 60.0, "seconds one test execution may take before it is recorded as hung"),
+        "workers": Key("int", 0, "parallel pytest sessions (0: one per CPU core)"),
+        "seed": Key("int", 0, "master seed of the plan, so that an audit itself can be repeated"),
+        "rng": Key("list[str]", ["torch", "numpy", "random"], "RNG families to vary (pinned vs fresh per execution)"),
+        "hashseed": Key("bool", True, "vary PYTHONHASHSEED between interpreters"),
+        "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)"),
+        "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
+        "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
+    },
+    "mutate": {
+        "operators": Key("str", "all", "'ml', 'mutmut', 'all' or a comma-separated list of operator names"),
+        "paths_to_mutate": Key("list[str]", [], "source folders or files to mutate (default: the project's packages)"),
+        "deselect": Key("list[str]", [], "test node ids left out of mutation runs (known failures, thread-pinned goldens)"),
+        "fail_under": Key("float?", None, "exit 1 when the mutation score (0-100) is below this"),
+        "max_children": Key("int", 0, "parallel mutant workers (0: one per CPU core)"),
+        "timeout": Key("float", 30.0, "seconds one mutant's test run may take at least before it counts as a timeout"),
+    },
+    "review": {
+        "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points"),
+        "fail_on_new_flaky": Key("bool", True, "fail when a test is flaky now but was not in the baseline"),
+        "fail_on_changed_survivors": Key("bool", True, "fail when ML mutants survive on lines changed since the baseline"),
+    },
+    "report": {
+        "since": Key("str", "7d", "how far back the weekly report looks (e.g. 7d, 4w)"),
+        "formats": Key("list[str]", ["html", "md", "json"], "report formats to write"),
+    },
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("float", "float?"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind.startswith("list["):
+        item = kind[5:-1]
+        return isinstance(value, list) and all(_type_ok(item, v) for v in value)
+    raise AssertionError(f"unknown schema type {kind!r}")
+
+
+class Config(SimpleNamespace):
+    """Resolved settings: ``cfg.db``, ``cfg.flaky.budget``, ``cfg.mutate.operators``, ...
+
+    ``root`` is the project folder and ``source`` the pyproject.toml read (or None).
+    """
+
+    def section(self, name: str) -> SimpleNamespace:
+        return getattr(self, name) if name else self
+
+
+def read_pyproject(path: Path) -> dict[str, Any]:
+    """The ``[tool.audit]`` table of *path*, or ``{}`` when the file or the table is absent."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    table = data.get("tool", {}).get("audit", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.audit] must be a table")
+    return table
+
+
+def _checked(section: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    schema = SCHEMA[section]
+    prefix = f"tool.audit.{section}." if section else "tool.audit."
+    out = {}
+    for key, value in raw.items():
+        if section == "" and key in SCHEMA and key:
+            continue  # a sub-table, checked on its own
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}' (known keys: {known})")
+        kind = schema[key].type
+        if not _type_ok(kind, value):
+            raise ConfigError(
+                f"{where}: '{prefix}{key}' must be {kind.rstrip('?')}, got {type(value).__name__} {value!r}"
+            )
+        out[key] = float(value) if kind in ("float", "float?") else value
+    return out
+
+
+def load_config(project: str | Path = ".", overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Defaults, then ``[tool.audit]`` of ``project/pyproject.toml``, then *overrides*.
+
+    *overrides* maps a section name ("" for the top level) to key/value pairs; a value of None
+    means "not given on the command line" and leaves the lower layer in force.
+    """
+    root = Path(project).resolve()
+    pyproject = root / "pyproject.toml"
+    table = read_pyproject(pyproject)
+    where = str(pyproject)
+    cfg = Config(root=root, source=pyproject if pyproject.is_file() else None)
+    for section, keys in SCHEMA.items():
+        values = {k: (list(v.default) if isinstance(v.default, list) else v.default) for k, v in keys.items()}
+        raw = table if section == "" else table.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: 'tool.audit.{section}' must be a table")
+        values.update(_checked(section, raw, where))
+        given = {k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None}
+        values.update(_checked(section, given, "command line"))
+        if section:
+            setattr(cfg, section, SimpleNamespace(**values))
+        else:
+            for k, v in values.items():
+                setattr(cfg, k, v)
+    return cfg
+
+
+def documented_keys() -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type, default, doc) for every setting, for the README and ``audit config``."""
+    rows = []
+    for section, keys in SCHEMA.items():
+        for name, key in keys.items():
+            dotted = f"{section}.{name}" if section else name
+            rows.append((dotted, key.type, key.default, key.doc))
+    return rows
