@@ -1,0 +1,46 @@
+"""``audit report``: write the weekly quality report (HTML, Markdown, JSON) from the history store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.commands import add_project_argument
+from audit.errors import AuditError
+
+NAME = "report"
+HELP = "write the weekly quality report (flaky tests, mutation score, slow tests) from the history store"
+
+def add_arguments(parser):
+    add_project_argument(parser)
+    parser.add_argument("--since", metavar="SPAN", help="period to report: 7d, 12h, 4w or an ISO date "
+                        "(default: [tool.audit.report] since, 7d)")
+    parser.add_argument("--until", metavar="TIME", help="end of the period, ISO 8601 (default: now)")
+    parser.add_argument("--format", metavar="LIST", help="comma-separated formats: html, md, json "
+                        "(default: [tool.audit.report] formats)")
+    parser.add_argument("--out", metavar="DIR", help="folder to write into (default: [tool.audit] reports_dir)")
+    parser.add_argument("--db", metavar="FILE", help="history store (default: [tool.audit] db)")
+
+
+def formats_of(value) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    chosen = [f.strip().lower() for f in items if f.strip()]
+    unknown = [f for f in chosen if f not in ("html", "md", "json")]
+    if unknown or not chosen:
+        raise AuditError(f"--format: unknown format {', '.join(unknown) or '(none)'}; choose from html, md, json")
+    return list(dict.fromkeys(chosen))
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from audit.config import load_config
+    from audit.project import project_root
+    from audit.report.weekly import write_report
+
+    cfg = load_config(project_root(args.path))
+    written = write_report(cfg, since=args.since, until=args.until,
+                           formats=formats_of(args.format) if args.format else None, out=args.out, db=args.db)
+    console = Console()
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    return 0
