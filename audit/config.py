@@ -62,10 +62,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points"),
         "fail_on_new_flaky": Key("bool", True, "fail when a test is flaky now but was not in the baseline"),
         "fail_on_changed_survivors": Key("bool", True, "fail when ML mutants survive on lines changed since the baseline"),
+        "fail_on_new_survivors": Key("bool", True, "fail when a mutant the baseline's tests killed now survives (a weakened test)"),
+        "ml_only": Key("bool", True, "count only ML operators' mutants for the survivor checks (mutmut's own are noisier)"),
     },
     "report": {
         "since": Key("str", "7d", "how far back the weekly report looks (e.g. 7d, 4w)"),
         "formats": Key("list[str]", ["html", "md", "json"], "report formats to write"),
+        "history": Key("str", "8w", "how far back trend charts and rate trends look"),
+        "top": Key("int", 10, "how many surviving mutants and slowest tests the report lists"),
     },
 }
 
