@@ -57,6 +57,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "fail_under": Key("float?", None, "exit 1 when the mutation score (0-100) is below this"),
         "max_children": Key("int", 0, "parallel mutant workers (0: one per CPU core)"),
         "timeout": Key("float", 30.0, "seconds one mutant's test run may take at least before it counts as a timeout"),
+        "since": Key("str", "", "mutate only lines changed since this git ref (empty: every line)"),
+        "noisy": Key("bool", False, "keep mutmut's noisy mutations on ML code (case/XX of enum-like strings, None injection)"),
     },
     "review": {
         "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points"),
