@@ -1,0 +1,343 @@
+"""What ml-audit changes inside mutmut 3.8.1 (exact pin): imported only by the worker process.
+
+mutmut has no plugin API, so this module replaces a few of its module-level functions:
+
+* mutant generation: our operator list (ML operators + mutmut's, pruned), functions under
+  grad-mode decorators such as ``@torch.no_grad()`` get mutants (mutmut skips every decorated
+  function), and a sidecar ``<file>.audit.json`` records which operator made which mutant, where,
+  and its diff (mutmut's ``.meta`` has only exit codes);
+* the trampoline keeps grad-mode decorators off the trampoline itself and on each copy, so that
+  a mutant which drops ``@torch.no_grad()`` really runs with autograd on;
+* the test runner runs the covering tests in suite order and writes the test that killed a mutant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import cast
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import MetadataWrapper, PositionProvider
+from mutmut.configuration import Config, ForkServerWarmup, ProcessIsolation
+from mutmut.mutation import file_mutation
+from mutmut.mutation.file_mutation import (NEVER_MUTATE_FUNCTION_NAMES, MutatedFile, Mutation,
+                                           MutationVisitor, OuterFunctionProvider, combine_mutations_to_source,
+                                           deep_replace)
+from mutmut.mutation.pragma_handling import get_ignored_lines
+from mutmut.mutation.trampoline_templates import build_mutants_dict_and_name, mangle_function_name
+from mutmut.runners.harness import PytestRunner
+from mutmut.state import state
+from mutmut.utils.format_utils import get_mutant_name
+
+from audit.mutate import operators as ops
+from audit.mutate import prune
+
+SIDECAR_SUFFIX = ".audit.json"
+
+
+class Spec:
+    """The worker's instructions (a JSON file written by the engine)."""
+
+    def __init__(self, data: dict):
+        self.operators: list[str] = data["operators"]
+        self.noisy: bool = data["noisy"]
+        self.allowed_lines: dict[str, list[int]] | None = data.get("allowed_lines")
+        self.source_paths: list[str] = data["source_paths"]
+        self.test_paths: list[str] = data["test_paths"]
+        self.pytest_args: list[str] = data["pytest_args"]
+        self.also_copy: list[str] = data["also_copy"]
+        self.max_children: int = data["max_children"]
+        self.timeout: float = data["timeout"]
+        self.killers_dir: str = data["killers_dir"]
+        self.results: str = data["results"]
+
+    @classmethod
+    def default(cls) -> "Spec":
+        return cls({"operators": ["all"], "noisy": False, "source_paths": ["."], "test_paths": [],
+                    "pytest_args": [], "also_copy": [], "max_children": 1, "timeout": 30.0,
+                    "killers_dir": "killers", "results": "results.json"})
+
+
+SPEC: Spec | None = None
+
+
+# --------------------------------------------------------------------------- generation
+
+class AuditVisitor(MutationVisitor):
+    """mutmut's visitor with named operators, pruning, a line filter and grad-decorated functions."""
+
+    def __init__(self, operators: list[ops.Operator], ignored_code, allowed_lines: set[int] | None, noisy: bool):
+        super().__init__([(op.node_type, op) for op in operators], ignored_code, None)
+        self._named = operators
+        self._allowed = allowed_lines
+        self._noisy = noisy
+        self._ml_active = any(op.ml for op in operators)
+        self._managed: set[int] = set()
+        self._arguments: set[int] = set()
+        self.site: dict[int, tuple[str, int, int]] = {}  # id(mutation) -> (operator, line, column)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, (cst.Call, cst.Param, cst.Assign)):
+            if self._ml_active:
+                self._managed.update(id(n) for n in prune.managed_nodes(node))
+            if isinstance(node, cst.Call):
+                self._arguments.update(id(a.value) for a in node.args)
+            elif isinstance(node, cst.Param) and node.default is not None:
+                self._arguments.add(id(node.default))
+        return super().on_visit(node)
+
+    def _skip_node_and_children(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.FunctionDef) and node.decorators and all(
+                ops.is_grad_decorator(d) or _is_static_or_class(d) for d in node.decorators) and any(
+                ops.is_grad_decorator(d) for d in node.decorators):
+            position = self.get_metadata(PositionProvider, node, None)
+            if position and position.start.line in self._ignored_node_lines:
+                self.ignored_functions.add(node.name.value)
+                return True
+            return node.name.value in NEVER_MUTATE_FUNCTION_NAMES or node in self._enum_creation_hooks
+        return super()._skip_node_and_children(node)
+
+    def _site_line(self, node: cst.CSTNode, mutated) -> tuple[int, int]:
+        if isinstance(node, cst.FunctionDef) and isinstance(mutated, cst.FunctionDef):
+            kept = {id(d) for d in mutated.decorators}
+            for deco in node.decorators:
+                if id(deco) not in kept:
+                    node = deco
+                    break
+        position = self.get_metadata(PositionProvider, node, None)
+        return (position.start.line, position.start.column) if position else (0, 0)
+
+    def _create_mutations(self, node: cst.CSTNode) -> None:
+        for op in self._named:
+            if not isinstance(node, op.node_type):
+                continue
+            if not op.ml and id(node) in self._managed:
+                continue  # an ML operator owns this literal
+            for mutated in op(node):
+                if self._removes_ignored_code_safe(node, mutated):
+                    continue
+                if prune.is_equivalent(op.name, node, mutated):
+                    continue
+                if not op.ml and not self._noisy and prune.is_noisy(op.name, node, mutated,
+                                                                     id(node) in self._arguments):
+                    continue
+                line, col = self._site_line(node, mutated)
+                if self._allowed is not None and line not in self._allowed:
+                    continue
+                mutation = Mutation(original_node=node, mutated_node=mutated,
+                                    contained_by_top_level_function=self.get_metadata(
+                                        OuterFunctionProvider, node, None))
+                if mutation.contained_by_top_level_function is None:
+                    continue  # module level and class bodies: mutmut cannot switch these
+                self.site[id(mutation)] = (op.name, line, col)
+                self.mutations.append(mutation)
+
+    def _removes_ignored_code_safe(self, node, mutated) -> bool:
+        if isinstance(mutated, cst.FlattenSentinel):
+            return False
+        return self._removes_ignored_code(node, mutated)
+
+
+def _is_static_or_class(decorator: cst.Decorator) -> bool:
+    return isinstance(decorator.decorator, cst.Name) and decorator.decorator.value in ("staticmethod", "classmethod")
+
+
+_ARRANGED: list[tuple[str, Mutation, cst.FunctionDef, str | None]] = []
+
+
+def function_trampoline_arrangement(function: cst.FunctionDef, mutants, class_name: str | None):
+    """mutmut's arrangement, with grad-mode decorators kept off the trampoline (see module doc)."""
+    method_nodes = []
+    mutant_names = []
+    name = function.name.value
+    mangled_name = mangle_function_name(name=name, class_name=class_name) + "__mutmut"
+    mutants_dict_name = f"mutants_{mangled_name}"
+    declaration = list(cst.parse_module(f"{mutants_dict_name}: MutantDict = {{}}  # type: ignore").body)
+
+    outer = [d for d in function.decorators if not ops.is_grad_decorator(d)]
+    decorator_args = [cst.Arg(cst.Name(mutants_dict_name))]
+    if len(outer) == 1 and m.matches(outer[0].decorator, m.Name("classmethod")):
+        decorator_args.append(cst.Arg(cst.Name("True"), keyword=cst.Name("is_classmethod")))
+    trampoline = function.with_changes(decorators=[
+        *outer, cst.Decorator(cst.Call(func=cst.Name("_mutmut_mutated"), args=decorator_args))])
+    method_nodes.append(trampoline)
+    method_nodes.append(function.with_changes(name=cst.Name(mangled_name + "_orig")))
+    for i, mutant in enumerate(mutants):
+        mutant_name = f"{mangled_name}_{i + 1}"
+        mutant_names.append(mutant_name)
+        if mutant.original_node is function:
+            mutated = cast(cst.FunctionDef, mutant.mutated_node)
+        else:
+            mutated = cast(cst.FunctionDef, deep_replace(function, mutant.original_node, mutant.mutated_node))
+        _ARRANGED.append((mutant_name, mutant, mutated, class_name))
+        method_nodes.append(mutated.with_changes(name=cst.Name(mutant_name)))
+    assignments = list(cst.parse_module(build_mutants_dict_and_name(
+        mangled_name=mangled_name, mutants=mutant_names, mutants_dict_name=mutants_dict_name,
+        class_name=class_name)).body)
+    assignments[0] = assignments[0].with_changes(leading_lines=[cst.EmptyLine()])
+    return declaration, method_nodes, assignments, mutant_names
+
+
+def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef,
+                   start_line: int) -> str:
+    before = module.code_for_node(original.with_changes(leading_lines=[])).splitlines(keepends=True)
+    after = module.code_for_node(mutated.with_changes(leading_lines=[], name=original.name)).splitlines(
+        keepends=True)
+    lines = []
+    for line in difflib.unified_diff(before, after, f"a/{path}", f"b/{path}", n=1):
+        if line.startswith("@@"):
+            head = line.split("@@")[1].split()
+            def shift(part):
+                sign, rest = part[0], part[1:]
+                first, _, count = rest.partition(",")
+                return f"{sign}{int(first) + start_line - 1}" + (f",{count}" if count else "")
+            line = f"@@ {shift(head[0])} {shift(head[1])} @@\n"
+        lines.append(line if line.endswith("\n") else line + "\n")
+    return "".join(lines)
+
+
+def generate(filename: str, code: str, operators: list[str], allowed: set[int] | None = None,
+             noisy: bool = False, excluded_lines=None) -> tuple[MutatedFile, list[dict]]:
+    """The mutated file (trampolines) and one record per mutant: id, operator, line, function, diff."""
+    from mutmut import configuration
+
+    if configuration._config is None:  # used outside a worker (tests, tools)
+        configuration._config = configure(Spec.default())
+    file_mutation.function_trampoline_arrangement = function_trampoline_arrangement
+    module = cst.parse_module(code)
+    wrapper = MetadataWrapper(module)
+    ignored = get_ignored_lines(filename, code, wrapper, excluded_lines)
+    visitor = AuditVisitor(ops.select(",".join(operators)), ignored, allowed, noisy)
+    module = wrapper.visit(visitor)
+    # (the wrapper visited its own copy of the tree: `module` and `positions` are that copy's nodes)
+    positions = wrapper.resolve(PositionProvider)
+    _ARRANGED.clear()
+    mutated_file = combine_mutations_to_source(module, visitor.mutations, visitor.ignored_classes,
+                                               visitor.ignored_functions)
+    records = []
+    for mutant_name, mutation, mutated_function, class_name in _ARRANGED:
+        operator, line, col = visitor.site[id(mutation)]
+        function = mutation.contained_by_top_level_function
+        pos = positions.get(function)
+        start = pos.start.line if pos else line
+        qualname = f"{class_name}.{function.name.value}" if class_name else function.name.value
+        records.append({
+            "id": get_mutant_name(Path(filename), mutant_name),
+            "operator": operator,
+            "line": line,
+            "column": col,
+            "function": qualname,
+            "diff": _function_diff(module, filename, function, mutated_function, start),
+        })
+    _ARRANGED.clear()
+    mutated_file = replace(mutated_file, hash_by_function_name=file_mutation._compute_mutated_function_hashes(
+        code, module, visitor.mutations))
+    return mutated_file, records
+
+
+def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_excluded_lines=None) -> MutatedFile:
+    """Replacement for mutmut's: our operators, and a sidecar record of every mutant."""
+    assert SPEC is not None
+    allowed = None
+    if SPEC.allowed_lines is not None:
+        allowed = set(SPEC.allowed_lines.get(Path(filename).as_posix(), []))
+    mutated_file, records = generate(filename, code, SPEC.operators, allowed, SPEC.noisy, coverage_excluded_lines)
+    sidecar = Path("mutants") / (filename + SIDECAR_SUFFIX)
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps({"path": Path(filename).as_posix(), "mutants": records}, indent=1))
+    return mutated_file
+
+
+# --------------------------------------------------------------------------- running
+
+class AuditPytestRunner(PytestRunner):
+    """Runs covering tests in suite order and records the test that killed each mutant."""
+
+    def _pytest_args_regular_run(self, tests):
+        order = {name: i for i, name in enumerate(state().duration_by_test)}
+        tests = sorted(tests, key=lambda t: (order.get(t, len(order)), t))
+        return super()._pytest_args_regular_run(tests)
+
+    def run_tests(self, *, mutant_name, tests) -> int:
+        if not mutant_name:
+            return super().run_tests(mutant_name=mutant_name, tests=tests)
+        failed: list[str] = []
+
+        class Recorder:
+            def pytest_runtest_logreport(self, report):
+                if report.failed:
+                    failed.append(report.nodeid)
+
+        from mutmut.utils.file_utils import change_cwd
+
+        with change_cwd("mutants"):
+            code = int(self.execute_pytest(self._pytest_args_regular_run(tests), plugins=[Recorder()]))
+        if failed and SPEC is not None:
+            Path(SPEC.killers_dir, mutant_name).write_text("\n".join(dict.fromkeys(failed)))
+        return code
+
+
+def mutant_runner(max_workers: int = 1):
+    """A fork server: the process that forks mutants never ran a test, so none inherits a polluted state."""
+    from mutmut.configuration import config
+    from mutmut.workers.isolation import ForkServerRunner
+
+    cfg = config()
+    return ForkServerRunner(max_workers=max(1, max_workers), test_runner_class=AuditPytestRunner,
+                            test_runner_args={}, debug=cfg.debug, max_restarts=cfg.max_forkserver_restarts)
+
+
+def configure(spec: Spec) -> Config:
+    """mutmut's configuration, built from the spec rather than read from the project's files."""
+    source_paths = [Path(p) for p in spec.source_paths]
+    multiplier = 10.0
+    return Config(
+        also_copy=[Path(p) for p in spec.also_copy],
+        only_mutate=[], do_not_mutate=[], do_not_mutate_patterns=[],
+        max_stack_depth=-1, debug=False,
+        source_paths=source_paths,
+        resolved_mutated_source_paths=[Path.cwd().resolve() / "mutants" / p for p in source_paths],
+        pytest_add_cli_args=list(spec.pytest_args),
+        pytest_add_cli_args_test_selection=list(spec.test_paths),
+        mutate_only_covered_lines=False,
+        timeout_multiplier=multiplier, timeout_constant=spec.timeout / multiplier,
+        type_check_command=[], use_setproctitle=False, track_dependencies=True, dependency_tracking_depth=-1,
+        cache_invalidation_files=[], cache_invalidation_exclude=[], on_dependency_change="ignore",
+        use_git_change_detection=False,
+        process_isolation=ProcessIsolation.FORKSERVER, forkserver_warmup=ForkServerWarmup.COLLECT,
+        max_forkserver_restarts=3, preload_modules_file=None, log_to_file=False,
+        log_file_path="mutants/mutmut-debug.log",
+    )
+
+
+def install(spec: Spec, progress=None) -> None:
+    """Patch mutmut for this process (the worker) and configure it from *spec*."""
+    global SPEC
+    SPEC = spec
+    import mutmut
+    from mutmut import configuration
+
+    mutmut._reset_globals()
+    configuration._config = configure(spec)  # before mutmut.__main__ is imported: it reads the config
+    from mutmut import __main__ as mutmut_main
+
+    mutmut_main.mutate_file_contents = mutate_file_contents
+    file_mutation.function_trampoline_arrangement = function_trampoline_arrangement
+    mutmut_main.get_mutant_runner = mutant_runner
+    if progress is not None:
+        original_print_stats = mutmut_main.print_stats
+
+        def print_stats(data_by_path, force_output=False):
+            from mutmut.stats import calculate_summary_stats
+
+            s = calculate_summary_stats(data_by_path)
+            progress(s.total - s.not_checked, s.total)
+            return original_print_stats(data_by_path, force_output)
+
+        mutmut_main.print_stats = print_stats
+    os.makedirs(spec.killers_dir, exist_ok=True)

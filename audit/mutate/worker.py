@@ -1,0 +1,88 @@
+"""The process that runs mutmut: ``python -m audit.mutate.worker SPEC.json``, started by the engine.
+
+It runs in the scratch copy of the project (never the user's tree), with OpenMP pinned to one
+thread and CUDA hidden (set in its environment by the engine, before torch is imported), so that
+forked children neither hang nor touch a GPU. Progress goes to the file descriptor named by
+``AUDIT_PROGRESS_FD``; the outcome of every mutant goes to the spec's results file as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def guard_threads() -> None:
+    """Pin torch to one intra-op thread and keep user code from raising it (fork + OpenMP hangs)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - a project without torch
+        return
+    original = torch.set_num_threads
+    original(1)
+
+    def set_num_threads(n: int) -> None:
+        original(1)
+
+    set_num_threads.__doc__ = "ml-audit: pinned to 1 thread during mutation testing (fork safety)."
+    torch.set_num_threads = set_num_threads
+
+
+def collect(spec) -> list[dict]:
+    """Every mutant's record joined with mutmut's verdict and the test that killed it."""
+    from mutmut.stats import status_by_exit_code
+
+    from audit.mutate.bridge import SIDECAR_SUFFIX
+
+    out = []
+    mutants = Path("mutants")
+    for sidecar in sorted(mutants.rglob("*" + SIDECAR_SUFFIX)):
+        data = json.loads(sidecar.read_text())
+        meta_path = mutants / (data["path"] + ".meta")
+        exit_codes = json.loads(meta_path.read_text())["exit_code_by_key"] if meta_path.exists() else {}
+        for record in data["mutants"]:
+            code = exit_codes.get(record["id"])
+            killer = Path(spec.killers_dir, record["id"])
+            record.update(path=data["path"], exit_code=code, mutmut_status=status_by_exit_code[code],
+                          killed_by=killer.read_text().splitlines() if killer.exists() else [])
+            out.append(record)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    from audit.mutate.bridge import Spec, install
+
+    spec = Spec(json.loads(Path(argv[1]).read_text()))
+    fd = int(os.environ.get("AUDIT_PROGRESS_FD", "-1"))
+    last = [None]
+
+    def progress(done: int, total: int) -> None:
+        if fd >= 0 and (done, total) != last[0]:
+            last[0] = (done, total)
+            try:
+                os.write(fd, f"{done} {total}\n".encode())
+            except OSError:
+                pass
+
+    guard_threads()
+    install(spec, progress)
+    from mutmut import __main__ as mutmut_main
+
+    start = time.monotonic()
+    exit_code = 0
+    try:
+        mutmut_main._run([], spec.max_children)
+    except SystemExit as exc:
+        exit_code = exc.code if isinstance(exc.code, int) else 1
+    elapsed = time.monotonic() - start
+    sys.stdout.flush()
+    mutants = collect(spec)
+    Path(spec.results).write_text(json.dumps({"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
