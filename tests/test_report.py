@@ -1,0 +1,243 @@
+"""The weekly report: its content checked against the store, in all three formats, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+
+from audit.cli import main
+from audit.report.html import render_html
+from audit.report.markdown import render_markdown
+from audit.report.report_json import render_json
+from audit.report.weekly import ML_OPERATORS, build_weekly, parse_since
+from audit.errors import AuditError
+from audit.store import Store
+from test_store_history import (BROKEN, EXPECTED, HOSTILE, NOISE, NOW, STEADY, WEEKS_FLAKY, WEEKS_SURVIVING,
+                                build_history, week_start)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "audit.sqlite"
+    store = build_history(path)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def report(history):
+    return build_weekly(history, since="7d", until=NOW)
+
+
+def _ids(tests):
+    return {t["nodeid"] for t in tests}
+
+
+def test_flaky_tests_are_sorted_into_new_still_fixed_and_failing(report, history):
+    flaky = report.flaky
+    assert {k: _ids(flaky[k]) for k in EXPECTED} == EXPECTED
+    assert flaky["current_run"] == history.latest("flaky").id
+    assert flaky["reference_run"] == history.latest("flaky", before=week_start(3)).id
+    assert not flaky["first_audit"]
+    current = {t["nodeid"]: t for t in history.tests(flaky["current_run"])}
+    for entry in flaky["new"] + flaky["still"]:
+        stored = current[entry["nodeid"]]
+        assert (entry["rate"], entry["failures"], entry["executions"]) == \
+               (stored["rate"], stored["failures"], stored["executions"])
+        assert entry["repro"] == stored["repro"] and entry["hints"]
+
+
+def test_rate_trend_per_test_follows_every_run_in_the_history(report):
+    (noise,) = report.flaky["still"]
+    assert noise["nodeid"] == NOISE
+    assert [p["rate"] for p in noise["trend"]] == pytest.approx([w[NOISE] for w in WEEKS_FLAKY], abs=0.02)
+    assert [p["flaky"] for p in report.flaky["trend"]] == [len(w) for w in WEEKS_FLAKY]
+    assert "torch" in noise["causes"][0] and "manual_seed" in noise["hints"][0]
+    (fixed,) = report.flaky["fixed"]
+    assert fixed["previous"]["verdict"] == "flaky" and "hashseed" in fixed["causes"][0]
+
+
+def test_mutation_scores_by_operator_and_module_match_the_store(report, history):
+    mutation = report.mutation
+    runs = history.runs("mutate")
+    assert [p["score"] for p in mutation["trend"]] == pytest.approx([r.score for r in runs])
+    assert mutation["score"] == pytest.approx(runs[-1].score, abs=0.01)
+    assert mutation["previous_score"] == pytest.approx(runs[-2].score, abs=0.01)
+    mutants = history.mutants(runs[-1].id)
+    for row in mutation["by_operator"]:
+        mine = [m for m in mutants if m["operator"] == row["operator"]]
+        assert row["killed"] == sum(m["status"] == "killed" for m in mine)
+        assert row["survived"] == sum(m["status"] == "survived" for m in mine)
+        assert row["ml"] == (row["operator"] in ML_OPERATORS)
+    assert sum(r["killed"] + r["survived"] + r["no_coverage"] for r in mutation["by_module"]) == len(mutants)
+    assert {r["module"] for r in mutation["by_module"]} == {m["path"] for m in mutants}
+
+
+def test_surviving_mutants_most_worth_a_test(report):
+    worth = report.mutation["worth_a_test"]
+    assert {w["operator"] for w in worth} == WEEKS_SURVIVING[3]
+    assert report.mutation["survivors"] == len(WEEKS_SURVIVING[3])
+    first = worth[0]
+    # Survived all four weeks, and a gradient-flow bug: the most worth a test.
+    assert (first["operator"], first["runs_survived"], first["test_kind"]) == ("drop_detach", 4, "gradient-flow")
+    assert all(w["diff"].strip() and w["why"] for w in worth)
+    assert {w["test_kind"] for w in worth} >= {"eval-mode", "shape", "golden value"}
+
+
+def test_slowest_tests_and_the_cost_of_flakiness(report, history):
+    assert report.slowest[0]["nodeid"] == STEADY[1]
+    means = [t["mean_duration"] for t in report.slowest]
+    assert means == sorted(means, reverse=True)
+    flaky_now = [t for t in history.tests(report.flaky["current_run"]) if t["verdict"] == "flaky"]
+    green = 1.0
+    for t in flaky_now:
+        green *= 1 - t["rate"]
+    assert report.flaky_cost["red_ci_runs_per_100_without_reruns"] == pytest.approx(100 * (1 - green), abs=0.01)
+    assert report.flaky_cost["rerun_seconds_per_100_ci_runs"] == pytest.approx(
+        sum(100 * t["rate"] * t["mean_duration"] for t in flaky_now))
+
+
+def test_a_period_without_runs_says_so(history):
+    quiet = build_weekly(history, since="1d", until=NOW)
+    assert quiet.flaky["current_run"] is None and quiet.mutation["current_run"] is None
+    assert any("no run was recorded" in n for n in quiet.notes)
+    assert len(quiet.flaky["trend"]) == 4  # the history is still charted
+    render_html(quiet), render_markdown(quiet)
+
+
+def test_first_audit_counts_every_flaky_test_as_new(tmp_path):
+    from test_store_history import flaky_result
+
+    with Store(tmp_path / "a.sqlite") as store:
+        store.record_flaky(flaky_result(WEEKS_FLAKY[0]), started_at=NOW - timedelta(days=1))
+        first = build_weekly(store, since="7d", until=NOW)
+    assert first.flaky["first_audit"] and _ids(first.flaky["new"]) == set(WEEKS_FLAKY[0])
+    assert any("no full `audit mutate` run" in n for n in first.notes)
+
+
+class _Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("src", "href", "xlink:href", "action") and v]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_self_contained_and_escapes_test_names(report):
+    page = render_html(report)
+    parsed = _Elements()
+    parsed.feed(page)
+    assert "script" not in parsed.tags and "iframe" not in parsed.tags and "img" not in parsed.tags
+    assert parsed.urls == []
+    assert not re.search(r"(?i)(https?:)?//[a-z0-9]", page.replace("http://www.w3.org/2000/svg", ""))
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    text = "".join(parsed.text)
+    for nodeid in set().union(*EXPECTED.values()):
+        assert nodeid in text
+    assert parsed.tags.count("svg") >= 3 + len(report.flaky["new"]) + len(report.flaky["still"])
+    assert f"{report.mutation['score']:.1f}" in text
+    for w in report.mutation["worth_a_test"]:
+        assert w["diff"].splitlines()[-1] in text
+
+
+def _table_cells(line: str) -> int:
+    """Columns of a Markdown table row: pipes not escaped with a backslash."""
+    return len(re.findall(r"(?<!\\)\|", line)) - 1
+
+
+def test_markdown_has_the_same_content_and_survives_hostile_names(report):
+    md = render_markdown(report)
+    for nodeid in set().union(*EXPECTED.values()) - {HOSTILE}:
+        assert f"`{nodeid}`" in md
+    hostile_rows = [ln for ln in md.splitlines() if "test_evil" in ln and ln.startswith("|")]
+    assert hostile_rows and all("\\|`pipe`" in ln for ln in hostile_rows)
+    for line in md.splitlines():
+        if line.startswith("|"):
+            assert _table_cells(line) == _table_cells(_header_of(md, line)), line
+    # Outside code spans nothing is raw HTML.
+    outside = re.sub(r"(`+).*?\1", "", md)
+    assert "<script" not in outside
+    assert f"**{report.mutation['score']:.1f}**" in md
+    for w in report.mutation["worth_a_test"]:
+        assert "```diff\n" + w["diff"].rstrip() + "\n```" in md
+    assert f"| `{BROKEN}`" in md
+
+
+def _header_of(md: str, row: str) -> str:
+    lines = md.splitlines()
+    i = lines.index(row)
+    while i > 0 and lines[i - 1].startswith("|"):
+        i -= 1
+    return lines[i]
+
+
+def test_json_is_the_report_model(report):
+    data = json.loads(render_json(report))
+    assert data == json.loads(json.dumps(report.as_dict(), default=str))
+    assert data["schema"] == "ml-audit.report/1"
+    assert {k: {t["nodeid"] for t in data["flaky"][k]} for k in EXPECTED} == EXPECTED
+
+
+@pytest.mark.parametrize("span, days", [("7d", 7), ("2w", 14), ("36h", 1.5), ("90m", 90 / 1440)])
+def test_since_spans(span, days):
+    assert NOW - parse_since(span, NOW) == timedelta(days=days)
+
+
+def test_since_as_a_date_and_a_bad_one():
+    assert parse_since("2026-11-01", NOW).day == 1
+    with pytest.raises(AuditError, match="--since"):
+        parse_since("last tuesday", NOW)
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.audit.report]\nsince = '7d'\n")
+    return root
+
+
+def test_cli_writes_every_format(project, tmp_path, history, capsys):
+    out = tmp_path / "out"
+    code = main(["report", str(project), "--db", str(history.path), "--until", NOW.isoformat(),
+                 "--format", "html,md,json", "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["weekly.html", "weekly.json", "weekly.md"]
+    data = json.loads((out / "weekly.json").read_text())
+    assert {k: {t["nodeid"] for t in data["flaky"][k]} for k in EXPECTED} == EXPECTED
+    assert sorted(p.name for p in project.iterdir()) == ["pyproject.toml"]  # nothing written into the project
+
+
+def test_cli_defaults_write_into_the_projects_reports_folder(project, history):
+    assert main(["report", str(project), "--db", str(history.path), "--until", NOW.isoformat()]) == 0
+    assert sorted(p.name for p in (project / "reports").iterdir()) == ["weekly.html", "weekly.json", "weekly.md"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "pdf"], "unknown format pdf"),
+    (["--since", "soon"], "--since"),
+    (["--db", "missing.sqlite"], "no history store"),
+])
+def test_cli_usage_errors_exit_2(project, history, capsys, args, message):
+    argv = ["report", str(project), "--until", NOW.isoformat(), "--out", str(project / "out")]
+    if "--db" not in args:
+        argv += ["--db", str(history.path)]
+    assert main(argv + args) == 2
+    assert message in capsys.readouterr().err
+    assert not (project / "missing.sqlite").exists() and not (project / "out").exists()
+
+
+def test_cli_empty_store_exits_2(project, capsys):
+    Store(project / "empty.sqlite").close()
+    assert main(["report", str(project), "--db", str(project / "empty.sqlite")]) == 2
+    assert "holds no runs" in capsys.readouterr().err
