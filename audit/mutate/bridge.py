@@ -38,6 +38,7 @@ from audit.mutate import operators as ops
 from audit.mutate import prune
 
 SIDECAR_SUFFIX = ".audit.json"
+FORMAT = 2  # of the sidecar records: part of the cache fingerprint
 
 
 class Spec:
@@ -79,7 +80,7 @@ class AuditVisitor(MutationVisitor):
         self._ml_active = any(op.ml for op in operators)
         self._managed: set[int] = set()
         self._arguments: set[int] = set()
-        self.site: dict[int, tuple[str, int, int]] = {}  # id(mutation) -> (operator, line, column)
+        self.site: dict[int, tuple] = {}  # id(mutation) -> (operator, line, column, end line, end column)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, (cst.Call, cst.Param, cst.Assign)):
@@ -102,7 +103,7 @@ class AuditVisitor(MutationVisitor):
             return node.name.value in NEVER_MUTATE_FUNCTION_NAMES or node in self._enum_creation_hooks
         return super()._skip_node_and_children(node)
 
-    def _site_line(self, node: cst.CSTNode, mutated) -> tuple[int, int]:
+    def _site_line(self, node: cst.CSTNode, mutated) -> tuple[int, int, int, int]:
         if isinstance(node, cst.FunctionDef) and isinstance(mutated, cst.FunctionDef):
             kept = {id(d) for d in mutated.decorators}
             for deco in node.decorators:
@@ -110,7 +111,9 @@ class AuditVisitor(MutationVisitor):
                     node = deco
                     break
         position = self.get_metadata(PositionProvider, node, None)
-        return (position.start.line, position.start.column) if position else (0, 0)
+        if position is None:
+            return 0, 0, 0, 0
+        return position.start.line, position.start.column, position.end.line, position.end.column
 
     def _create_mutations(self, node: cst.CSTNode) -> None:
         for op in self._named:
@@ -126,7 +129,7 @@ class AuditVisitor(MutationVisitor):
                 if not op.ml and not self._noisy and prune.is_noisy(op.name, node, mutated,
                                                                      id(node) in self._arguments):
                     continue
-                line, col = self._site_line(node, mutated)
+                line, col, end_line, end_col = self._site_line(node, mutated)
                 if self._allowed is not None and line not in self._allowed:
                     continue
                 mutation = Mutation(original_node=node, mutated_node=mutated,
@@ -134,7 +137,7 @@ class AuditVisitor(MutationVisitor):
                                         OuterFunctionProvider, node, None))
                 if mutation.contained_by_top_level_function is None:
                     continue  # module level and class bodies: mutmut cannot switch these
-                self.site[id(mutation)] = (op.name, line, col)
+                self.site[id(mutation)] = (op.name, line, col, end_line, end_col)
                 self.mutations.append(mutation)
 
     def _removes_ignored_code_safe(self, node, mutated) -> bool:
@@ -201,6 +204,14 @@ def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mut
     return "".join(lines)
 
 
+def _replacement(module: cst.Module, node) -> str:
+    if isinstance(node, cst.FlattenSentinel):
+        return "".join(module.code_for_node(n) for n in node.nodes).strip()
+    if isinstance(node, cst.FunctionDef):
+        return ""  # a decorator removed
+    return module.code_for_node(node).strip()
+
+
 def generate(filename: str, code: str, operators: list[str], allowed: set[int] | None = None,
              noisy: bool = False, excluded_lines=None) -> tuple[MutatedFile, list[dict]]:
     """The mutated file (trampolines) and one record per mutant: id, operator, line, function, diff."""
@@ -221,7 +232,7 @@ def generate(filename: str, code: str, operators: list[str], allowed: set[int] |
                                                visitor.ignored_functions)
     records = []
     for mutant_name, mutation, mutated_function, class_name in _ARRANGED:
-        operator, line, col = visitor.site[id(mutation)]
+        operator, line, col, end_line, end_col = visitor.site[id(mutation)]
         function = mutation.contained_by_top_level_function
         pos = positions.get(function)
         start = pos.start.line if pos else line
@@ -231,6 +242,9 @@ def generate(filename: str, code: str, operators: list[str], allowed: set[int] |
             "operator": operator,
             "line": line,
             "column": col,
+            "end_line": end_line,
+            "end_column": end_col,
+            "replacement": _replacement(module, mutation.mutated_node),
             "function": qualname,
             "diff": _function_diff(module, filename, function, mutated_function, start),
         })

@@ -25,6 +25,7 @@ import audit
 from audit import vcs
 from audit.errors import AuditError
 from audit.mutate import operators as ops
+from audit.mutate.bridge import FORMAT
 from audit.mutate.result import Mutant, MutateResult, status_from_mutmut
 from audit.project import QUIET_ARGS, pytest_command, pytest_env
 
@@ -165,7 +166,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     deselect = [arg for nodeid in settings.deselect for arg in ("--deselect", nodeid)]
     pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *PIN_ARGS, *deselect]
     fingerprint = {
-        "ml-audit": audit.__version__, "mutmut": mutmut.__version__, "operators": names,
+        "ml-audit": audit.__version__, "mutmut": mutmut.__version__, "format": FORMAT, "operators": names,
         "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
         "sources": sources, "timeout": settings.timeout,
         "tests_and_config": _tree_hash(workdir, sources + ["mutants"]),
@@ -197,6 +198,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
         raise AuditError(f"mutmut stopped without results; its log:\n{_tail(log)}")
     data = json.loads(results.read_text())
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
+                      end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
                       function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
                       diff=r["diff"], killed_by=r["killed_by"]) for r in data["mutants"]]
     if data["exit_code"] and mutants and all(m.status == "error" for m in mutants):

@@ -34,7 +34,10 @@ class Mutant:
     status: str
     diff: str
     killed_by: list[str] = field(default_factory=list)
-    column: int = 0
+    column: int = 0  # 0-based, like end_column
+    end_line: int = 0
+    end_column: int = 0
+    replacement: str | None = None
 
     @property
     def ml(self) -> bool:
@@ -53,7 +56,8 @@ class Mutant:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.pop("column")
+        for extra in ("column", "end_line", "end_column", "replacement"):
+            data.pop(extra)
         return data
 
 

@@ -1,0 +1,62 @@
+"""``audit mutate``: how well does the suite catch the bugs ML code really has?"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit.commands import add_project_argument
+from audit.errors import AuditError
+
+NAME = "mutate"
+HELP = "mutation-test the suite with ML-aware operators on mutmut; score by operator, module, function"
+
+
+def add_arguments(parser):
+    add_project_argument(parser)
+    parser.add_argument("--operators", metavar="SET",
+                        help="ml, mutmut, all, or a comma-separated list of operator names (default: all)")
+    parser.add_argument("--since", metavar="GIT_REF", help="mutate only lines changed since GIT_REF")
+    parser.add_argument("--json", metavar="FILE", help="write the result as ml-audit.mutate/1 JSON")
+    parser.add_argument("--stryker", metavar="FILE", help="write Stryker mutation-testing-report-schema JSON")
+    parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the score (0-100) is lower")
+    parser.add_argument("--max-children", type=int, metavar="N", help="parallel mutant workers (default: CPU cores)")
+    parser.add_argument("--list-operators", action="store_true", help="print the operators and exit")
+    parser.add_argument("--db", metavar="FILE", help="history store (default: [tool.audit] db)")
+    parser.add_argument("--no-store", action="store_true", help="do not record this run in the history store")
+
+
+def run(args) -> int:
+    console = Console()
+    from audit.report.mutate_table import operators_table, render
+
+    if args.list_operators:
+        console.print(operators_table())
+        return 0
+    from audit import api, vcs
+    from audit.mutate.engine import run_mutate
+    from audit.report import mutate_json, stryker
+
+    cfg = api.configure(args.path, "mutate", operators=args.operators, since=args.since,
+                        fail_under=args.fail_under, max_children=args.max_children)
+    with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("mutants", total=None)
+        result = run_mutate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    render(result, console)
+    data = mutate_json.to_dict(result)
+    if args.json:
+        console.print(f"wrote {mutate_json.write(result, args.json)}")
+    if args.stryker:
+        console.print(f"wrote {stryker.write(result, args.stryker)}")
+    if not args.no_store:
+        from audit.store import Store, store_path
+
+        try:
+            with Store(store_path(cfg, args.db)) as store:
+                store.record_mutate(data, project=str(cfg.root), commit=vcs.head_commit(cfg.root),
+                                    branch=vcs.branch(cfg.root), duration=result.elapsed,
+                                    settings={"operators": cfg.mutate.operators, "since": cfg.mutate.since or None})
+        except AuditError as exc:
+            Console(stderr=True).print(f"[yellow]audit mutate: not recorded in the history store:[/] {exc}")
+    return result.exit_code

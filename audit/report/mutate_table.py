@@ -1,0 +1,81 @@
+"""The terminal view of ``audit mutate``: score tables and the surviving ML mutants as diffs."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from audit.mutate.operators import ALL_OPERATORS
+from audit.mutate.result import MutateResult, Tally
+
+COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
+
+
+def _score_text(score: float | None) -> Text:
+    if score is None:
+        return Text("-", style="dim")
+    style = "green" if score >= 80 else "yellow" if score >= 60 else "red"
+    return Text(f"{score:.1f}%", style=style)
+
+
+def score_table(title: str, rows: dict[str, Tally], first: str, total: Tally | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(first)
+    for col in COLUMNS:
+        table.add_column(col.replace("_", " "), justify="right")
+    table.add_column("score", justify="right")
+    for name, tally in rows.items():
+        table.add_row(name, *(str(getattr(tally, c)) for c in COLUMNS), _score_text(tally.score))
+    if total is not None:
+        table.add_row(Text("all", style="bold"), *(str(getattr(total, c)) for c in COLUMNS), _score_text(total.score),
+                      end_section=True)
+    return table
+
+
+def survivor(mutant) -> Group:
+    op = ALL_OPERATORS.get(mutant.operator)
+    head = Text.assemble((f"{mutant.path}:{mutant.line}", "bold"), f"  {mutant.function}  ",
+                         (mutant.operator, "magenta"), "  ", (f"[{mutant.id}]", "dim"))
+    bug = Text(f"  bug: {op.bug}" if op else "", style="dim")
+    kill = Text.assemble("  would be killed by a ", (f"{mutant.killer_kind}", "cyan"), " test")
+    return Group(head, bug, kill, Syntax(mutant.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default"))
+
+
+def render(result: MutateResult, console: Console | None = None, functions: int = 15, survivors: int = 40) -> None:
+    console = console or Console()
+    overall = result.overall
+    if not result.mutants:
+        console.print("no mutants were generated" + (f" on lines changed since {result.since}" if result.since else ""))
+        return
+    console.print(score_table("mutation score by operator", result.by_operator(), "operator", overall))
+    console.print(score_table("by module", result.by_module(), "module"))
+    worst = sorted(result.by_function().items(), key=lambda kv: (kv[1].score if kv[1].score is not None else 101,
+                                                                kv[0]))[:functions]
+    console.print(score_table(f"weakest functions (up to {functions})", dict(worst), "function"))
+    ml = result.survivors(ml_only=True)
+    if ml:
+        console.print(Text(f"\n{len(ml)} surviving ML mutants", style="bold"))
+        for mutant in ml[:survivors]:
+            console.print(survivor(mutant))
+        if len(ml) > survivors:
+            console.print(Text(f"... and {len(ml) - survivors} more (see --json)", style="dim"))
+    score = result.score
+    line = Text.assemble("mutation score ", _score_text(score),
+                         f"  ({overall.killed + overall.timeout} detected of "
+                         f"{overall.killed + overall.timeout + overall.survived + overall.no_coverage}; "
+                         f"{len(result.mutants)} mutants in {result.elapsed:.0f}s)")
+    if result.fail_under is not None:
+        line.append(f"  fail_under {result.fail_under:g}: ")
+        line.append("pass" if result.passed else "FAIL", style="green" if result.passed else "bold red")
+    console.print(line)
+
+
+def operators_table() -> Table:
+    table = Table(title="mutation operators (--operators ml|mutmut|all|NAME,...)", title_justify="left")
+    for col in ("name", "bug it models", "example", "killed by a"):
+        table.add_column(col)
+    for op in ALL_OPERATORS.values():
+        table.add_row(op.name, op.bug, op.example if op.ml else "", op.killer)
+    return table
