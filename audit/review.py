@@ -41,6 +41,7 @@ class Side:
     mutants: list[dict] | None = None        # mutants, as in the mutate result
     score: float | None = None               # points, 0-100
     partial: bool = False                    # the mutate run covered changed lines only
+    operators: frozenset | None = None       # operator names the mutate run used, where it says
     mutate_source: str | None = None
 
     def describe(self) -> dict:
@@ -81,6 +82,7 @@ def _add_run(side: Side, store: Store, run: Run) -> None:
         side.flaky, side.flaky_source = store.tests(run.id), run.label
     else:
         side.mutants, side.score, side.partial = store.mutants(run.id), run.score, run.partial
+        side.operators = _operators(store.result(run.id))
         side.mutate_source = run.label
     side.commit = side.commit or run.commit
 
@@ -103,8 +105,14 @@ def _add_file(side: Side, path: Path) -> None:
         side.mutants = list(result.get("mutants") or [])
         side.score = mutation_score(side.mutants, result.get("score"))
         side.partial = bool((result.get("settings") or {}).get("since") or result.get("since"))
+        side.operators = _operators(result)
         side.mutate_source = str(path)
     side.commit = side.commit or result.get("commit")
+
+
+def _operators(result: dict) -> frozenset | None:
+    names = result.get("operators")
+    return frozenset(names) if isinstance(names, list) and names else None
 
 
 def _as_file(spec: str, root: Path) -> Path | None:
@@ -236,6 +244,10 @@ def _check_score(review: Review, max_drop: float) -> None:
         return
     if base.partial or cur.partial:
         review.skipped.append("score_drop: a mutate run covering only changed lines (--since) has no comparable score")
+        return
+    if base.operators and cur.operators and base.operators != cur.operators:
+        review.skipped.append(f"score_drop: the runs used different operators ({len(base.operators)} in the "
+                              f"baseline, {len(cur.operators)} now), so their scores do not compare")
         return
     if base.score is None or cur.score is None:
         review.skipped.append("score_drop: no scored mutants on one side")

@@ -57,6 +57,9 @@ def test_rate_trend_per_test_follows_every_run_in_the_history(report):
     assert [p["rate"] for p in noise["trend"]] == pytest.approx([w[NOISE] for w in WEEKS_FLAKY], abs=0.02)
     assert [p["flaky"] for p in report.flaky["trend"]] == [len(w) for w in WEEKS_FLAKY]
     assert "torch" in noise["causes"][0] and "manual_seed" in noise["hints"][0]
+    assert noise["masked_by_reruns"] == 2 and noise["repro_verified"]
+    (hostile,) = [t for t in report.flaky["new"] if t["nodeid"] == HOSTILE]
+    assert hostile["causes"] == [] and "numpy RNG" in hostile["hints"][0]  # hint from the RNG it draws
     (fixed,) = report.flaky["fixed"]
     assert fixed["previous"]["verdict"] == "flaky" and "hashseed" in fixed["causes"][0]
 
@@ -84,7 +87,7 @@ def test_surviving_mutants_most_worth_a_test(report):
     first = worth[0]
     # Survived all four weeks, and a gradient-flow bug: the most worth a test.
     assert (first["operator"], first["runs_survived"], first["test_kind"]) == ("drop_detach", 4, "gradient-flow")
-    assert all(w["diff"].strip() and w["why"] for w in worth)
+    assert all(w["diff"].strip() and w["why"] and w["bug"] for w in worth)
     assert {w["test_kind"] for w in worth} >= {"eval-mode", "shape", "golden value"}
 
 

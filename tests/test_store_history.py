@@ -58,13 +58,13 @@ DIFFS = {
     "flip_shuffle": ("tinyclf/data.py", "make_loader", 18, "-    return DataLoader(ds, shuffle=True)\n"
                                                           "+    return DataLoader(ds, shuffle=False)"),
     "lower_precision": ("tinyclf/functional.py", "total", 7, "-    x = x.float()\n+    x = x.half()"),
-    "number": ("tinyclf/functional.py", "clip", 3, "-    return x.clamp(0, 1)\n+    return x.clamp(1, 1)"),
+    "mutmut_number": ("tinyclf/functional.py", "clip", 3, "-    return x.clamp(0, 1)\n+    return x.clamp(1, 1)"),
 }
 # Operators whose mutant survives, per week (the rest are killed).
 WEEKS_SURVIVING = [
-    {"drop_detach", "drop_eval", "number"},
+    {"drop_detach", "drop_eval", "mutmut_number"},
     {"drop_detach", "drop_eval"},
-    {"drop_detach", "number"},
+    {"drop_detach", "mutmut_number"},
     {"drop_detach", "drop_eval", "swap_reduction", "change_dim"},
 ]
 KILLER = {"drop_zero_grad": STEADY[1], "swap_reduction": STEADY[1], "change_dim": STEADY[0],
@@ -93,6 +93,10 @@ def flaky_result(rates: dict[str, float], executions: int = 40) -> dict:
                       if verdict != "pass" else None),
             "causes": copy.deepcopy(CAUSES.get(nodeid, [])) if verdict == "flaky" else [],
             "duration": 0.05 + 0.01 * len(nodeid) % 7 + (1.5 if nodeid == STEADY[1] else 0.0),
+            # fields the flaky engine adds beyond the contract
+            "draws": ["numpy"] if nodeid == HOSTILE else ["torch"] if nodeid in CAUSES else [],
+            "repro_verified": verdict == "flaky", "masked_by_reruns": 2 if nodeid == NOISE else 0,
+            "evidence": f"failed {failures} of {n} executions" + (" and passed the others" if verdict == "flaky" else ""),
         })
     return {"schema": FLAKY_SCHEMA, "project": "sample_project", "settings": {"budget": 60}, "tests": tests}
 
@@ -107,7 +111,7 @@ def mutate_result(surviving: set[str]) -> dict:
                         "killed_by": [KILLER.get(op, STEADY[3])] if status == "killed" else []})
     # Padding mutants so that module scores are not all 0 or 100.
     for i in range(12):
-        mutants.append({"id": f"tinyclf.model.x_forward__mutmut_{100 + i}", "operator": "number",
+        mutants.append({"id": f"tinyclf.model.x_forward__mutmut_{100 + i}", "operator": "mutmut_number",
                         "path": "tinyclf/model.py", "line": 40 + i, "function": "forward",
                         "status": "killed" if i < 10 else "no_coverage", "diff": f"-    a = {i}\n+    a = {i + 1}",
                         "killed_by": [STEADY[0]] if i < 10 else []})

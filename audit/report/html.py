@@ -80,7 +80,10 @@ def _flaky_table(tests: list[dict], title: str, empty: str) -> str:
         spark = charts.sparkline([p["rate"] for p in t["trend"]], label=f"failure rate of {t['nodeid']} by run")
         causes = "".join(f"<div>{_e(c)}</div>" for c in t["causes"]) or "<div class='sub'>cause not attributed</div>"
         hints = "".join(f"<div class='hint'>→ {_e(h)}</div>" for h in t["hints"])
-        repro = f"<div>repro: <code>{_e(t['repro'])}</code></div>" if t["repro"] else ""
+        checked = " (checked: fails again)" if t["repro_verified"] else ""
+        repro = f"<div>repro{checked}: <code>{_e(t['repro'])}</code></div>" if t["repro"] else ""
+        if t["masked_by_reruns"]:
+            repro += f"<div class='hint bad'>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures</div>"
         settings = (f"<div class='hint'>failed under: {_e('; '.join(t['failing_settings']))}</div>"
                     if t["failing_settings"] else "")
         prev = t["previous"]
@@ -162,6 +165,7 @@ def _mutation_section(report: WeeklyReport) -> str:
         out.append(f"<div class='survivor'><span class='tag'>{_e(s['operator'])}</span>"
                    f"<span class='tag'>{_e(s['test_kind'])} test</span>"
                    f"<code>{_e(s['path'])}:{_e(s['line'])}</code> in <code>{_e(s['function'])}</code>{_e(runs)}"
+                   f"<div class='hint'>models: {_e(s['bug'] or 'a mutmut mutation')}</div>"
                    f"{_diff(s['diff'])}<div class='hint'>→ {_e(s['why'])}</div></div>")
     return "".join(out)
 

@@ -56,7 +56,10 @@ def _flaky_rows(tests: list[dict]) -> list[str]:
         interval = f"{_pct(low)}–{_pct(high)}" if low is not None and high is not None else "–"
         causes = "; ".join(text(c) for c in t["causes"]) or "cause not attributed"
         hints = " ".join(f"→ {text(h)}" for h in t["hints"])
-        repro = f"<br>repro: {code(t['repro'])}" if t["repro"] else ""
+        checked = " (checked: fails again)" if t["repro_verified"] else ""
+        repro = f"<br>repro{checked}: {code(t['repro'])}" if t["repro"] else ""
+        if t["masked_by_reruns"]:
+            repro += f"<br>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures"
         lines.append(f"| {code(t['nodeid'])}{repro} | {_pct(t['rate'])} ({interval}) | {t['failures']}/{t['executions']}"
                      f" | {_trend(t)} | {causes}<br>{hints} |")
     return lines
@@ -115,7 +118,8 @@ def render_markdown(report: WeeklyReport) -> str:
         for s in m["worth_a_test"]:
             runs = f", survived {s['runs_survived']} of {s['runs_seen']} runs" if s["runs_survived"] > 1 else ""
             out += [f"- {code(s['operator'])} at {code(str(s['path']) + ':' + str(s['line']))} in "
-                    f"{code(s['function'])}{runs}; kind of test that kills it: **{text(s['test_kind'])}**: {text(s['why'])}",
+                    f"{code(s['function'])}{runs}; models: {text(s['bug'] or 'a mutmut mutation')}; "
+                    f"kind of test that kills it: **{text(s['test_kind'])}**: {text(s['why'])}",
                     "", block(s["diff"], "diff"), ""]
 
     out += ["## Slowest tests and what flakiness costs", ""]

@@ -22,43 +22,41 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from audit.errors import AuditError
+from audit.mutate.operators import ALL_OPERATORS, GOLDEN
+from audit.mutate.operators import ML_OPERATORS as ML_REGISTRY
 from audit.store import DETECTED, SCORED, Run, Store, to_utc
 
 REPORT_SCHEMA = "ml-audit.report/1"
 
-ML_OPERATORS = (
-    "drop_detach", "drop_no_grad", "drop_zero_grad", "drop_backward", "drop_optimizer_step",
-    "drop_scheduler_step", "flip_requires_grad", "drop_item", "drop_eval", "drop_train", "swap_train_eval",
-    "change_dim", "change_axes", "flip_keepdim", "swap_reduction", "softmax_before_cross_entropy",
-    "change_seed", "drop_seed", "flip_shuffle", "flip_drop_last", "lower_precision", "scale_hyperparam",
-)
+ML_OPERATORS = tuple(ML_REGISTRY)
 
-# The kind of test that kills a surviving mutant of each ML operator, and what it asserts.
-# Used when the mutate result does not name one itself (its "test_kind" / "hint" fields win).
-KILLING_TEST: dict[str, tuple[str, str]] = {
-    "drop_detach": ("gradient-flow", "assert no gradient reaches what the detach cut off (its .grad stays None)"),
-    "drop_no_grad": ("gradient-flow", "assert evaluation outputs have requires_grad False (no graph is built)"),
-    "drop_zero_grad": ("overfit", "train a few steps on one tiny batch; gradients must not accumulate across steps"),
-    "drop_backward": ("overfit", "train a few steps on one tiny batch and assert the loss falls"),
-    "drop_optimizer_step": ("overfit", "assert the parameters change after one training step"),
-    "drop_scheduler_step": ("golden value", "assert the learning rate after N steps equals the schedule's value"),
-    "flip_requires_grad": ("gradient-flow", "assert frozen parameters stay unchanged and trainable ones move"),
-    "drop_item": ("golden value", "assert the accumulated loss is a Python float and matches a known value"),
-    "drop_eval": ("eval-mode", "assert two evaluation passes on the same input are identical (dropout off)"),
-    "drop_train": ("eval-mode", "assert training mode is restored after evaluation (dropout active again)"),
-    "swap_train_eval": ("eval-mode", "assert the model's .training flag in each phase, and eval outputs repeat"),
-    "change_dim": ("shape", "assert output shapes and that probabilities sum to 1 along the class axis"),
-    "change_axes": ("shape", "assert the exact output shape, with distinct sizes on every axis"),
-    "flip_keepdim": ("shape", "assert the reduced tensor's exact shape"),
-    "swap_reduction": ("golden value", "assert the loss of a fixed batch against a hand-computed value"),
-    "softmax_before_cross_entropy": ("golden value", "assert the loss of a fixed batch against F.cross_entropy on logits"),
-    "change_seed": ("determinism", "assert a seeded run reproduces a recorded golden output"),
-    "drop_seed": ("determinism", "assert two runs with the same seed give identical results"),
-    "flip_shuffle": ("determinism", "assert the loader's batch order (shuffled for training, fixed for evaluation)"),
-    "flip_drop_last": ("shape", "assert the number and sizes of batches for a dataset that does not divide evenly"),
-    "lower_precision": ("golden value", "assert the dtype and a golden value at float32 tolerance"),
-    "scale_hyperparam": ("golden value", "assert the parameter update of one step against the configured rate"),
+# What a test that kills a surviving mutant of each ML operator asserts; the kind of test
+# (shape, gradient-flow, overfit, golden value, eval-mode, determinism) is the operator's own.
+ASSERTS: dict[str, str] = {
+    "drop_detach": "assert no gradient reaches what the detach cut off (its .grad stays None)",
+    "drop_no_grad": "assert evaluation outputs have requires_grad False (no graph is built)",
+    "drop_zero_grad": "train a few steps on one tiny batch; gradients must not accumulate across steps",
+    "drop_backward": "train a few steps on one tiny batch and assert the loss falls",
+    "drop_optimizer_step": "assert the parameters change after one training step",
+    "drop_scheduler_step": "assert the learning rate after N steps equals the schedule's value",
+    "flip_requires_grad": "assert frozen parameters stay unchanged and trainable ones move",
+    "drop_item": "assert the accumulated loss is a Python float and matches a known value",
+    "drop_eval": "assert two evaluation passes on the same input are identical (dropout off)",
+    "drop_train": "assert training mode is restored after evaluation (dropout active again)",
+    "swap_train_eval": "assert the model's .training flag in each phase, and that eval outputs repeat",
+    "change_dim": "assert output shapes and that probabilities sum to 1 along the class axis",
+    "change_axes": "assert the exact output shape, with distinct sizes on every axis",
+    "flip_keepdim": "assert the reduced tensor's exact shape",
+    "swap_reduction": "assert the loss of a fixed batch against a hand-computed value",
+    "softmax_before_cross_entropy": "assert the loss of a fixed batch against F.cross_entropy on logits",
+    "change_seed": "assert a seeded run reproduces a recorded golden output",
+    "drop_seed": "assert two runs with the same seed give identical results",
+    "flip_shuffle": "assert the loader's batch order (shuffled for training, fixed for evaluation)",
+    "flip_drop_last": "assert the number and sizes of batches for a dataset that does not divide evenly",
+    "lower_precision": "assert the dtype and a golden value at float32 tolerance",
+    "scale_hyperparam": "train a few steps on a fixed batch and assert the loss against a recorded curve",
 }
+GOLDEN_ASSERT = "assert the exact result of this function on a small fixed input"
 _OPERATOR_WEIGHT = {"gradient-flow": 3.0, "overfit": 3.0, "eval-mode": 3.0, "shape": 2.5,
                     "determinism": 2.5, "golden value": 2.0}
 
@@ -137,9 +135,13 @@ def _cause_text(cause: Any) -> str:
     return str(cause)
 
 
-def _hints(test: dict) -> list[str]:
+def _hints(test: dict, extra: dict) -> list[str]:
+    """How to fix it: from the attributed causes, else from the RNG families the test drew from."""
     sources = [c.get("source") for c in test.get("causes") or [] if isinstance(c, dict)]
     hints = [FIX_HINTS[s] for s in dict.fromkeys(sources) if s in FIX_HINTS]
+    if not hints:
+        drawn = [d for d in extra.get("draws") or [] if d in FIX_HINTS]
+        hints = [f"it draws from the {d} RNG: {FIX_HINTS[d]}" for d in drawn]
     return hints or [GENERIC_HINT]
 
 
@@ -149,13 +151,15 @@ def _settings_text(setting: Any) -> str:
     return str(setting)
 
 
-def _test_entry(test: dict, series: list[tuple[Run, dict]], previous: dict | None) -> dict:
+def _test_entry(test: dict, series: list[tuple[Run, dict]], previous: dict | None, extra: dict) -> dict:
     flaky_runs = [r for r, t in series if t["verdict"] == "flaky"]
     return {
+        "evidence": extra.get("evidence") or None, "draws": list(extra.get("draws") or []),
+        "masked_by_reruns": int(extra.get("masked_by_reruns") or 0), "repro_verified": extra.get("repro_verified"),
         "nodeid": test["nodeid"], "verdict": test["verdict"], "rate": test["rate"],
         "interval": test["interval"], "executions": test["executions"], "failures": test["failures"],
         "repro": test["repro"], "failing_settings": [_settings_text(s) for s in test["failing_settings"][:5]],
-        "causes": [_cause_text(c) for c in test["causes"]], "hints": _hints(test),
+        "causes": [_cause_text(c) for c in test["causes"]], "hints": _hints(test, extra),
         "previous": ({"verdict": previous["verdict"], "rate": previous["rate"], "executions": previous["executions"]}
                      if previous else None),
         "flaky_since": _iso(flaky_runs[0].started_at) if flaky_runs else None,
@@ -182,6 +186,7 @@ def _flaky_section(store: Store, since: datetime, until: datetime, history: date
     if current is None:
         return section
     now_rows = {t["nodeid"]: t for t in store.tests(current.id)}
+    extras = {t.get("nodeid"): t for t in store.result(current.id).get("tests", []) if isinstance(t, dict)}
     before = {t["nodeid"]: t for t in store.tests(reference.id)} if reference else {}
     section["tests"] = len(now_rows)
     flaky_now = {n for n, t in now_rows.items() if t["verdict"] == "flaky"}
@@ -190,10 +195,10 @@ def _flaky_section(store: Store, since: datetime, until: datetime, history: date
                                 since=min(history, since), until=until)
     for nodeid in sorted(flaky_now, key=lambda n: -now_rows[n]["rate"]):
         bucket = "still" if nodeid in flaky_before else "new"
-        section[bucket].append(_test_entry(now_rows[nodeid], series[nodeid], before.get(nodeid)))
+        section[bucket].append(_test_entry(now_rows[nodeid], series[nodeid], before.get(nodeid), extras.get(nodeid, {})))
     for nodeid in sorted(flaky_before - flaky_now):
         if nodeid in now_rows and now_rows[nodeid]["verdict"] == "pass":
-            entry = _test_entry(now_rows[nodeid], series[nodeid], before[nodeid])
+            entry = _test_entry(now_rows[nodeid], series[nodeid], before[nodeid], extras.get(nodeid, {}))
             entry["causes"] = [_cause_text(c) for c in before[nodeid]["causes"]]  # what it was flaky from
             entry["hints"] = []
             section["fixed"].append(entry)
@@ -201,7 +206,7 @@ def _flaky_section(store: Store, since: datetime, until: datetime, history: date
             notes.append(f"{nodeid} was flaky in run {reference.id} and is no longer in the suite")
     for nodeid, t in sorted(now_rows.items()):
         if t["verdict"] == "fail":
-            entry = _test_entry(t, series[nodeid], before.get(nodeid))
+            entry = _test_entry(t, series[nodeid], before.get(nodeid), extras.get(nodeid, {}))
             entry["hints"] = [BROKEN_HINT]
             section["failing"].append(entry)
     return section
@@ -233,10 +238,17 @@ def mutant_key(m: dict) -> tuple:
 
 
 def killing_test(m: dict, extra: dict | None = None) -> tuple[str, str]:
+    """(kind of test that would kill mutant *m*, what that test asserts)."""
     extra = extra or {}
-    kind, why = KILLING_TEST.get(m["operator"], ("golden value", "assert the exact result of this function "
-                                                                "on a small fixed input"))
-    return str(extra.get("test_kind") or kind), str(extra.get("hint") or why)
+    op = ALL_OPERATORS.get(m["operator"])
+    kind = extra.get("test_kind") or extra.get("killer_kind") or (op.killer if op else GOLDEN)
+    return str(kind), str(extra.get("hint") or ASSERTS.get(m["operator"], GOLDEN_ASSERT))
+
+
+def bug_of(operator: str) -> str | None:
+    """The real bug an operator models, in one line (from the operator registry)."""
+    op = ALL_OPERATORS.get(operator)
+    return op.bug if op else None
 
 
 def _mutation_section(store: Store, since: datetime, until: datetime, history: datetime, top: int,
@@ -301,7 +313,7 @@ def _worth_a_test(store: Store, current: Run, mutants: list[dict], trend_runs: l
         per_function[fn] = per_function.get(fn, 0) + 1
         chosen.append({"id": m["id"], "operator": m["operator"], "ml": m["operator"] in ML_OPERATORS,
                        "path": m["path"], "line": m["line"], "function": m.get("function"), "diff": m["diff"],
-                       "test_kind": kind, "why": why, "runs_survived": len(past) + 1, "runs_seen": len(earlier) + 1,
+                       "bug": bug_of(m["operator"]), "test_kind": kind, "why": why, "runs_survived": len(past) + 1, "runs_seen": len(earlier) + 1,
                        "surviving_since": _iso(past[0].started_at if past else current.started_at)})
         if len(chosen) >= top:
             break
