@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -128,7 +129,12 @@ def _run_id(spec: str) -> int | None:
 
 
 def _resolve_commit(root: Path, ref: str) -> str | None:
-    proc = vcs._git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    """The full sha *ref* names in the repository around *root*, or None (no git, no such ref)."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root,
+                              capture_output=True, text=True)
+    except OSError:
+        return None
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 

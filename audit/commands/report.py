@@ -30,6 +30,19 @@ def formats_of(value) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def summary(report) -> list[str]:
+    """Two lines for the terminal: the flaky picture and the mutation score of the period."""
+    f, m = report.flaky, report.mutation
+    lines = [f"{report.period['since'][:16]} → {report.period['until'][:16]} UTC"]
+    if f["current_run"] is not None:
+        lines.append(f"flaky: {len(f['new']) + len(f['still'])} now ({len(f['new'])} new, {len(f['still'])} still), "
+                     f"{len(f['fixed'])} fixed, {len(f['failing'])} failing every time")
+    if m["score"] is not None:
+        delta = "" if m["delta"] is None else f" ({m['delta']:+.1f})"
+        lines.append(f"mutation score: {m['score']:.1f}{delta}, {m['survivors']} surviving mutants")
+    return lines + [f"note: {n}" for n in report.notes]
+
+
 def run(args) -> int:
     from rich.console import Console
 
@@ -38,9 +51,11 @@ def run(args) -> int:
     from audit.report.weekly import write_report
 
     cfg = load_config(project_root(args.path))
-    written = write_report(cfg, since=args.since, until=args.until,
-                           formats=formats_of(args.format) if args.format else None, out=args.out, db=args.db)
-    console = Console()
+    report, written = write_report(cfg, since=args.since, until=args.until,
+                                   formats=formats_of(args.format) if args.format else None, out=args.out, db=args.db)
+    console = Console(highlight=False)
+    for line in summary(report):
+        console.print(line)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     return 0

@@ -380,8 +380,8 @@ FILE_NAMES = {"html": "weekly.html", "md": "weekly.md", "json": "weekly.json"}
 
 
 def write_report(cfg, *, since: str | None = None, until=None, formats: list[str] | None = None,
-                 out: str | None = None, db: str | None = None) -> list:
-    """Build the report for project *cfg* from its store and write each format; returns the paths.
+                 out: str | None = None, db: str | None = None) -> tuple[WeeklyReport, list]:
+    """Build the report for project *cfg* from its store and write each format: (report, paths).
 
     Reads the store only (a missing store is an error, not an empty report), and writes each file
     whole (to a temporary name, then renamed) so a reader never sees half a report.
@@ -420,4 +420,4 @@ def write_report(cfg, *, since: str | None = None, until=None, formats: list[str
             tmp.unlink(missing_ok=True)
             raise AuditError(f"cannot write {path}: {exc}") from None
         written.append(path)
-    return written
+    return report, written
