@@ -12,7 +12,7 @@ default; ``transpose(a, b)`` never becomes ``transpose(b, a)``.
 from __future__ import annotations
 
 import builtins
-import re
+import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -160,10 +160,6 @@ def neighbour_axes(k: int) -> list[int]:
 
 def statement_call(node: cst.Expr) -> cst.Call | None:
     return node.value if isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) else None
-
-
-def _text(node) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 # --------------------------------------------------------------------------- autograd
@@ -708,7 +704,7 @@ def select(spec: str) -> list[Operator]:
         elif part in ALL_OPERATORS:
             chosen[part] = ALL_OPERATORS[part]
         else:
-            close = [n for n in ALL_OPERATORS if re.sub("_", "", part) in re.sub("_", "", n)]
+            close = difflib.get_close_matches(part, list(ALL_OPERATORS), n=3)
             hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
             raise ValueError(f"unknown mutation operator {part!r}{hint}; "
                              f"use ml, mutmut, all or names from `audit mutate --list-operators`")
