@@ -1,0 +1,190 @@
+"""``audit mutate`` end to end on a small synthetic torch project (real mutmut runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from audit.cli import main
+from audit.config import load_config
+from audit.mutate import engine
+
+CORE = '''
+import torch
+import torch.nn.functional as F
+
+
+def probs(logits):
+    return torch.softmax(logits, dim=-1)
+
+
+@torch.no_grad()
+def predict(model, x):
+    model.eval()
+    return model(x).argmax(dim=1)
+
+
+def step(model, opt, x, y):
+    model.train()
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+'''
+
+TESTS = '''
+import torch
+from tinyml.core import predict, probs, step
+
+
+def model():
+    return torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 2))
+
+
+def test_probs_rows_sum_to_one():
+    p = probs(torch.randn(4, 3))
+    assert torch.allclose(p.sum(dim=1), torch.ones(4))
+
+
+def test_predict_is_repeatable():
+    m = model().eval()
+    x = torch.randn(64, 3)
+    assert torch.equal(predict(m, x), predict(m, x))
+
+
+def test_step_changes_weights():
+    m = model()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    before = m[0].weight.clone()
+    step(m, opt, torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    assert not torch.equal(before, m[0].weight)
+
+
+def test_threads_raised_by_user_code_do_not_hang_forked_children():
+    torch.set_num_threads(2)
+    a = torch.randn(300, 300)
+    assert (a @ a).shape == (300, 300)
+'''
+
+
+def make_project(root: Path, tests: str = TESTS) -> Path:
+    (root / "tinyml").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "tinyml" / "__init__.py").write_text("")
+    (root / "tinyml" / "core.py").write_text(CORE)
+    (root / "tests" / "test_core.py").write_text(tests)
+    (root / "pyproject.toml").write_text(textwrap.dedent('''
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+        pythonpath = ["."]
+    '''))
+    return root
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file's hash and every folder, so that a new __pycache__ or mutants/ shows too."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIT_MUTATE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.slow
+def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_path):
+    project = make_project(tmp_path / "proj")
+    before = tree_digest(project)
+    out = tmp_path / "out"
+    ops = "drop_eval,change_dim,drop_optimizer_step,drop_zero_grad,drop_no_grad"
+    code = main(["mutate", str(project), "--operators", ops, "--json", str(out / "m.json"),
+                 "--stryker", str(out / "s.json"), "--no-store", "--max-children", "2"])
+    assert tree_digest(project) == before  # byte-identical, and no new file or folder
+    data = json.loads((out / "m.json").read_text())
+    assert data["schema"] == "ml-audit.mutate/1"
+    by = {(m["function"], m["operator"]): m for m in data["mutants"]}
+    assert set(by) == {("probs", "change_dim"), ("predict", "drop_no_grad"), ("predict", "drop_eval"),
+                       ("predict", "change_dim"), ("step", "drop_zero_grad"), ("step", "drop_optimizer_step")}
+    assert by["probs", "change_dim"]["status"] == "killed"
+    assert by["probs", "change_dim"]["killed_by"] == ["tests/test_core.py::test_probs_rows_sum_to_one"]
+    assert by["step", "drop_optimizer_step"]["status"] == "killed"
+    assert by["step", "drop_optimizer_step"]["killed_by"] == ["tests/test_core.py::test_step_changes_weights"]
+    # the test puts the model in eval mode itself, and nothing checks the gradient mode or zero_grad
+    for key in [("predict", "drop_eval"), ("predict", "drop_no_grad"), ("step", "drop_zero_grad")]:
+        assert by[key]["status"] == "survived", by[key]
+        assert by[key]["killed_by"] == []
+    assert by["predict", "drop_no_grad"]["line"] == 10
+    assert "-@torch.no_grad()" in by["predict", "drop_no_grad"]["diff"]
+    assert "timeout" not in {m["status"] for m in data["mutants"]}  # fork + OpenMP did not hang
+    assert data["by_operator"]["drop_eval"] == {"killed": 0, "survived": 1, "timeout": 0, "no_coverage": 0,
+                                                "error": 0, "score": 0.0}
+    killed = sum(m["status"] == "killed" for m in data["mutants"])
+    assert data["score"] == pytest.approx(round(100 * killed / 6, 2))
+    assert code == 0  # no fail_under
+
+    # A different operator set must not reuse verdicts: x_predict__mutmut_1 was drop_eval (survived)
+    # and is now swap_train_eval, which the repeatability test kills (dropout on).
+    code = main(["mutate", str(project), "--operators", "swap_train_eval", "--json", str(out / "m2.json"),
+                 "--no-store", "--fail-under", "100"])
+    second = json.loads((out / "m2.json").read_text())
+    predict = [m for m in second["mutants"] if m["function"] == "predict"]
+    assert [(m["id"], m["status"]) for m in predict] == [("tinyml.core.x_predict__mutmut_1", "killed")]
+    assert code == 1  # step's swap survives (nothing checks the mode there): score below 100
+    assert tree_digest(project) == before
+
+
+def test_failing_suite_is_a_usage_error_naming_the_tests(tmp_path, capsys):
+    project = make_project(tmp_path / "proj", TESTS + "\n\ndef test_broken():\n    assert 1 == 2\n")
+    assert main(["mutate", str(project), "--operators", "drop_eval", "--no-store"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "fails before any mutation" in err and "tests/test_core.py::test_broken" in err
+
+
+def test_deselected_failures_do_not_stop_the_run_before_mutation(tmp_path):
+    project = make_project(tmp_path / "proj", TESTS + "\n\ndef test_broken():\n    assert 1 == 2\n")
+    cfg = load_config(project, {"mutate": {"deselect": ["tests/test_core.py::test_broken"]}})
+    engine.check_suite(cfg, project, ["--deselect", "tests/test_core.py::test_broken"])
+
+
+def test_unknown_operator_and_bad_paths_are_usage_errors(tmp_path, capsys):
+    project = make_project(tmp_path / "proj")
+    assert main(["mutate", str(project), "--operators", "drop_evall", "--no-store"]) == 2
+    assert "did you mean drop_eval" in " ".join(capsys.readouterr().err.split())
+    assert main(["mutate", str(tmp_path / "missing"), "--no-store"]) == 2
+
+
+def test_since_maps_changed_lines_to_source_files(tmp_path):
+    project = make_project(tmp_path / "proj")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=project, check=True)
+    core = project / "tinyml" / "core.py"
+    core.write_text(core.read_text().replace("opt.zero_grad()", "opt.zero_grad(set_to_none=True)"))
+    (project / "tests" / "test_core.py").write_text(TESTS + "\n# touched\n")
+    cfg = load_config(project)
+    assert engine._allowed_lines(cfg, "HEAD", ["tinyml"]) == {"tinyml/core.py": [18]}
+
+
+def test_scratch_copy_mirrors_the_project_and_skips_caches(tmp_path):
+    project = make_project(tmp_path / "proj")
+    (project / ".git").mkdir()
+    (project / "tinyml" / "__pycache__").mkdir()
+    (project / "tinyml" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"x")
+    dest = tmp_path / "copy"
+    engine.sync_copy(project, dest, set())
+    assert (dest / "tinyml" / "core.py").read_text() == CORE
+    assert not (dest / ".git").exists() and not (dest / "tinyml" / "__pycache__").exists()
+    (project / "tests" / "test_core.py").unlink()
+    (dest / "mutants").mkdir()
+    engine.sync_copy(project, dest, set())
+    assert not (dest / "tests" / "test_core.py").exists() and (dest / "mutants").is_dir()
+    assert os.stat(dest / "tinyml" / "core.py").st_mtime_ns == os.stat(project / "tinyml" / "core.py").st_mtime_ns
