@@ -1,11 +1,417 @@
 """The pytest plugin ml-audit loads into a target's run (entry point ``ml_audit`` in pytest11).
 
-Inert unless ``--audit-enable`` is given: a user's ordinary ``pytest`` run must not change.
-(The settings it applies arrive with ``audit flaky``.)
+Inert unless ``--audit-enable`` is given: a user's ordinary ``pytest`` run must not change, and
+nothing (not even torch) is imported until then. When enabled it
+
+* seeds each RNG family (torch, numpy's legacy global state, python ``random``) at every test's
+  setup, before its fixtures, with a pinned value or a fresh one; fresh seeds are derived from
+  ``--audit-seed-base`` and the node id when a base is given, so that a run can be repeated;
+* seeds fixtures of class/module/package/session scope on their own key and restores the
+  test's stream afterwards, so a fixture's draws do not depend on which test created it;
+* sets the torch thread count per test and the deterministic-algorithms mode per session;
+* with ``--audit-unit FILE`` (written by ``audit.flaky.runner``) runs the unit's tests in its
+  order for several rounds in this one interpreter, tearing every fixture down between rounds;
+* with ``--audit-rows FILE`` appends one JSON line per test execution: outcome, duration, every
+  setting, the seeds drawn, which RNG families the test consumed, and a failure digest.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sys
+import time
+
+import pytest
+
+FAMILIES = ("torch", "numpy", "random")
+_SCOPED = ("class", "module", "package", "session")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("ml-audit")
     group.addoption("--audit-enable", action="store_true", default=False,
                     help="ml-audit: apply the --audit-* settings to this run (off by default)")
+    for family in FAMILIES:
+        group.addoption(f"--audit-seed-{family}", default=None, metavar="N|fresh",
+                        help=f"ml-audit: seed the {family} RNG at each test's setup with N, or a fresh seed")
+    group.addoption("--audit-seed-base", default=None, type=int, metavar="S",
+                    help="ml-audit: derive 'fresh' seeds from S and the node id (repeatable runs)")
+    group.addoption("--audit-threads", default=None, type=int, metavar="N",
+                    help="ml-audit: torch.set_num_threads(N) for every test")
+    group.addoption("--audit-deterministic", default=None, choices=("on", "off"),
+                    help="ml-audit: torch.use_deterministic_algorithms for the session (and cuDNN flags)")
+    group.addoption("--audit-unit", default=None, metavar="FILE",
+                    help="ml-audit (internal): JSON unit of work written by audit flaky")
+    group.addoption("--audit-rows", default=None, metavar="FILE",
+                    help="ml-audit: append one JSON line per test execution to FILE")
+
+
+def pytest_configure(config):
+    if config.getoption("audit_enable", False):
+        config.pluginmanager.register(AuditPlugin(config), "ml-audit-flaky")
+
+
+def derive_seed(base: int, *key) -> int:
+    """A 32-bit seed from *base* and a key: stable across interpreters and hash seeds."""
+    digest = hashlib.blake2b(repr((base, *key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2 ** 32)
+
+
+def randomness_signature(row: dict, fixture_states: dict) -> list:
+    """Where the test's draws left each RNG (and its drawing fixtures): equal signatures under
+    different seeds mean the test or fixture reseeds that RNG itself, so its draws are pinned."""
+    sig = [[f, row["end_state"][f]] for f, used in sorted(row["draws"].items()) if used]
+    for name in row["uses_drawing_fixtures"]:
+        sig.extend([f"fixture:{name}:{f}", d] for f, d in sorted(fixture_states[name].items()))
+    return sig
+
+
+def _parse_seed(value, family: str):
+    if value is None or value == "fresh":
+        return value
+    try:
+        seed = int(value)
+    except ValueError:
+        raise pytest.UsageError(f"--audit-seed-{family} must be an integer or 'fresh', got {value!r}") from None
+    if not 0 <= seed < 2 ** 32:
+        raise pytest.UsageError(f"--audit-seed-{family} must be in [0, 2**32), got {seed}")
+    return seed
+
+
+class _Families:
+    """Seeding and state digests for the RNG families that are importable here."""
+
+    def __init__(self):
+        import random
+
+        self.mods = {"random": random}
+        try:
+            import numpy
+            self.mods["numpy"] = numpy
+        except ImportError:
+            pass
+        try:
+            import torch
+            self.mods["torch"] = torch
+        except ImportError:
+            pass
+
+    def seed(self, family: str, seed: int) -> None:
+        mod = self.mods[family]
+        if family == "torch":
+            mod.manual_seed(seed)
+        elif family == "numpy":
+            mod.random.seed(seed)
+        else:
+            mod.seed(seed)
+
+    def get(self, family: str):
+        mod = self.mods[family]
+        if family == "torch":
+            return mod.get_rng_state()
+        if family == "numpy":
+            return mod.random.get_state()
+        return mod.getstate()
+
+    def set(self, family: str, state) -> None:
+        mod = self.mods[family]
+        if family == "torch":
+            mod.set_rng_state(state)
+        elif family == "numpy":
+            mod.random.set_state(state)
+        else:
+            mod.setstate(state)
+
+    def digest(self, family: str) -> str:
+        state = self.get(family)
+        if family == "torch":
+            raw = state.numpy().tobytes()
+        elif family == "numpy":
+            raw = repr((state[0], state[2], state[3], state[4])).encode() + state[1].tobytes()
+        else:
+            raw = repr(state).encode()
+        return hashlib.blake2b(raw, digest_size=6).hexdigest()
+
+
+def _failure_digest(report) -> str:
+    """One line saying how a failing phase failed: the exception line and where it was raised."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        where = f"{os.path.basename(str(crash.path))}:{crash.lineno}"
+        message = str(crash.message).strip().splitlines()
+        return f"{message[0][:200] if message else ''} ({where})"
+    text = str(report.longrepr or "").strip().splitlines()
+    return text[-1][:200] if text else ""
+
+
+class AuditPlugin:
+    """Applies the settings and records executions; registered only with ``--audit-enable``."""
+
+    def __init__(self, config):
+        self.config = config
+        self.fam = _Families()
+        self.modes = {f: _parse_seed(config.getoption(f"audit_seed_{f}"), f) for f in FAMILIES}
+        self.base = config.getoption("audit_seed_base")
+        self.threads = config.getoption("audit_threads")
+        self.deterministic = config.getoption("audit_deterministic")
+        self.unit = None
+        if config.getoption("audit_unit"):
+            with open(config.getoption("audit_unit")) as f:
+                self.unit = json.load(f)
+            self.base = self.unit["seed_base"]
+            self.modes = {f: self.unit["seeds"].get(f) for f in FAMILIES}
+            self.deterministic = self.unit.get("deterministic")
+        rows = config.getoption("audit_rows")
+        self.rows = open(rows, "a", buffering=1) if rows else None
+        self.round = 0
+        self.round_base = self.base
+        self.attempts: dict[str, int] = {}
+        self.fixture_draws: dict[str, dict] = {}   # argname -> {family: state digest after it}
+        self.current = None
+        self.last_rows: dict[str, dict] = {}
+        self.items: dict[str, object] = {}
+        self.started = time.monotonic()
+        self._apply_determinism()
+        self.pristine = self._snapshot()
+
+    # ---- session-level settings -------------------------------------------------------
+    def _apply_determinism(self):
+        torch = self.fam.mods.get("torch")
+        if torch is None or self.deterministic is None:
+            return
+        on = self.deterministic == "on"
+        if torch.are_deterministic_algorithms_enabled() != on:
+            # the public torch.use_deterministic_algorithms imports torch._inductor (seconds);
+            # set the flag directly unless inductor is already loaded and wants it too
+            setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+            if setter is None or "torch._inductor.config" in sys.modules:
+                torch.use_deterministic_algorithms(on)
+            else:
+                setter(on)
+        if torch.cuda.is_available():
+            torch.backends.cudnn.deterministic = on
+            torch.backends.cudnn.benchmark = not on
+
+    def _snapshot(self):
+        torch = self.fam.mods.get("torch")
+        numpy = self.fam.mods.get("numpy")
+        return {
+            "environ": dict(os.environ),
+            "cwd": os.getcwd(),
+            "dtype": torch.get_default_dtype() if torch else None,
+            "grad": torch.is_grad_enabled() if torch else None,
+            "np_err": numpy.geterr() if numpy else None,
+        }
+
+    def _restore(self, snap):
+        """Undo what the previous round left behind, as far as it is visible from here."""
+        torch = self.fam.mods.get("torch")
+        numpy = self.fam.mods.get("numpy")
+        if os.environ != snap["environ"]:
+            os.environ.clear()
+            os.environ.update(snap["environ"])
+        if os.getcwd() != snap["cwd"]:
+            os.chdir(snap["cwd"])
+        if torch:
+            torch.set_default_dtype(snap["dtype"])
+            torch.set_grad_enabled(snap["grad"])
+        if numpy:
+            numpy.seterr(**snap["np_err"])
+        self._apply_determinism()
+
+    # ---- seeds ----------------------------------------------------------------------------
+    def _seed_for(self, family: str, key) -> int | None:
+        mode = self.modes.get(family)
+        if mode is None:
+            return None
+        if mode != "fresh":
+            return mode
+        if self.round_base is None:
+            return secrets.randbits(32)
+        return derive_seed(self.round_base, family, *key)
+
+    # ---- the round loop (units only) ------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        if not self.unit:
+            return
+        wanted = self.unit["tests"]
+        by_id = {item.nodeid: item for item in items}
+        keep = [by_id[n] for n in wanted if n in by_id]
+        dropped = [item for item in items if item.nodeid not in set(wanted)]
+        for missing in (n for n in wanted if n not in by_id):
+            self._emit({"event": "missing", "nodeid": missing})
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        if not self.unit:
+            return None
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
+        if session.config.option.collectonly:
+            return True
+        unit = self.unit
+        threads = unit.get("threads") or [None]
+        caps = unit.get("caps") or {}
+        max_runs = unit.get("max_runs_per_test", unit["rounds"])
+        still_runs = unit.get("runs_without_draws", len(threads))
+        runs = {item.nodeid: 0 for item in session.items}
+        seen = {item.nodeid: set() for item in session.items}
+        signatures = {item.nodeid: set() for item in session.items}
+        drawing_runs = {item.nodeid: 0 for item in session.items}
+        active = list(session.items)
+        for rnd in range(unit["rounds"]):
+            if not active or self._late():
+                break
+            self._begin_round(rnd)
+            for i, item in enumerate(active):
+                if self._late():
+                    break
+                self.threads = threads[(rnd + unit.get("thread_offset", 0)) % len(threads)]
+                nextitem = active[i + 1] if i + 1 < len(active) else None
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                row = self.last_rows.get(item.nodeid)
+                if row:
+                    runs[item.nodeid] += 1
+                    seen[item.nodeid].add(row["klass"])
+                    if row["drew_any"]:
+                        drawing_runs[item.nodeid] += 1
+                        signatures[item.nodeid].add(tuple(map(tuple, row["signature"])))
+                if session.shouldfail or session.shouldstop:
+                    raise session.Interrupted(str(session.shouldstop or session.shouldfail))
+            # a test whose draws end in the same state whatever the seed reseeds itself:
+            # more rounds cannot vary it, only new interpreters and thread counts can
+            active = [
+                item for item in active
+                if runs[item.nodeid] < caps.get(item.nodeid, max_runs)
+                and not (unit.get("stop_when_flaky", True) and {"pass", "fail"} <= seen[item.nodeid])
+                and (runs[item.nodeid] < still_runs or drawing_runs[item.nodeid] == 1
+                     or len(signatures[item.nodeid]) > 1)
+                and "skip" not in seen[item.nodeid]
+            ]
+        self._emit({"event": "end", "rounds": self.round + 1})
+        return True
+
+    def _late(self) -> bool:
+        limit = self.unit.get("max_seconds")
+        return bool(limit) and time.monotonic() - self.started > limit
+
+    def _begin_round(self, rnd: int):
+        self.round = rnd
+        self.attempts.clear()
+        self.round_base = derive_seed(self.base, "round", rnd) if rnd else self.base
+        if rnd:
+            self._restore(self.pristine)
+
+    # ---- per-test hooks -------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        nodeid = item.nodeid
+        attempt = self.attempts.get(nodeid, 0)
+        self.attempts[nodeid] = attempt + 1
+        seeds = {}
+        for family in FAMILIES:
+            if family in self.fam.mods:
+                seed = self._seed_for(family, (nodeid, attempt) if attempt else (nodeid,))
+                if seed is not None:
+                    self.fam.seed(family, seed)
+                seeds[family] = seed
+        torch = self.fam.mods.get("torch")
+        if torch is not None and self.threads:
+            torch.set_num_threads(self.threads)
+        self.current = {
+            "event": "row", "nodeid": nodeid, "round": self.round, "attempt": attempt,
+            "seeds": seeds, "seed_modes": {f: self.modes.get(f) for f in FAMILIES},
+            "seed_base": self.round_base,
+            "threads": torch.get_num_threads() if torch is not None else None,
+            "deterministic": self.deterministic, "phases": {}, "digest": "",
+            "start_state": {f: self.fam.digest(f) for f in self.fam.mods},
+            "fixture_draws": [], "t0": time.perf_counter(),
+        }
+        self._emit({"event": "start", "nodeid": nodeid, "round": self.round, "attempt": attempt})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        if fixturedef.scope not in _SCOPED or self.current is None:
+            yield
+            return
+        saved = {f: self.fam.get(f) for f in self.fam.mods}
+        key = ("fixture", request.node.nodeid, fixturedef.argname)
+        seeded = {}
+        for family in self.fam.mods:
+            seed = self._seed_for(family, key)
+            if seed is not None:
+                self.fam.seed(family, seed)
+            seeded[family] = self.fam.digest(family)
+        try:
+            yield
+        finally:
+            after = {f: self.fam.digest(f) for f in self.fam.mods}
+            drew = [f for f in self.fam.mods if after[f] != seeded[f]]
+            if drew:
+                self.fixture_draws[fixturedef.argname] = {f: after[f] for f in drew}
+                self.current["fixture_draws"].append({"fixture": fixturedef.argname,
+                                                      "scope": fixturedef.scope, "families": drew})
+            for family, state in saved.items():
+                self.fam.set(family, state)
+
+    def pytest_runtest_logreport(self, report):
+        row = self.current
+        if row is None or row["nodeid"] != report.nodeid:
+            return
+        outcome = report.outcome
+        if getattr(report, "wasxfail", None) is not None:
+            outcome = "xfailed" if report.skipped else "xpassed"
+        row["phases"][report.when] = outcome
+        if outcome in ("failed", "rerun") and not row["digest"]:
+            row["digest"] = f"{report.when}: {_failure_digest(report)}"
+        if report.when == "teardown":
+            self._finish(row)
+
+    def _finish(self, row):
+        row["duration"] = round(time.perf_counter() - row.pop("t0"), 6)
+        phases = row["phases"]
+        masked = "rerun" in phases.values()
+        bad = {w for w, o in phases.items() if o in ("failed", "rerun")}
+        if "call" in bad:
+            outcome = "failed"
+        elif bad:
+            outcome = "error"
+        elif phases.get("setup") == "skipped" or phases.get("call") == "skipped":
+            outcome = "skipped"
+        else:
+            outcome = phases.get("call", "passed")
+        row["outcome"] = outcome
+        row["masked"] = masked
+        row["klass"] = {"failed": "fail", "error": "fail", "skipped": "skip"}.get(outcome, "pass")
+        item_fixtures = set(getattr(self.items.get(row["nodeid"]), "fixturenames", ()) or ())
+        row["draws"] = {f: self.fam.digest(f) != row["start_state"][f] for f in self.fam.mods}
+        row["end_state"] = {f: self.fam.digest(f) for f in self.fam.mods}
+        row["uses_drawing_fixtures"] = sorted(n for n in item_fixtures if n in self.fixture_draws)
+        row["drew_any"] = any(row["draws"].values()) or bool(row["uses_drawing_fixtures"])
+        row["signature"] = randomness_signature(row, self.fixture_draws)
+        row["pid"] = os.getpid()
+        self.last_rows[row["nodeid"]] = row
+        self.current = None
+        self._emit(row)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session):
+        self.items = {item.nodeid: item for item in session.items}
+
+    def pytest_unconfigure(self, config):
+        if self.rows:
+            self.rows.close()
+            self.rows = None
+
+    def _emit(self, record: dict):
+        if self.rows is not None:
+            self.rows.write(json.dumps(record, default=str) + "\n")
+

@@ -1,0 +1,96 @@
+"""``audit flaky``: rerun the suite under varied seeds, threads, order and determinism.
+
+Exit 0 when no test is flaky, 1 when some are, 2 on usage or project errors, 130 when
+interrupted (the partial result is printed and saved; ``--resume`` carries on).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit.commands import add_project_argument
+from audit.errors import AuditError
+
+NAME = "flaky"
+HELP = "find flaky tests: rerun the suite under varied RNG seeds, threads, hash seeds, order and determinism"
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if text.strip() in ("none", ""):
+            return []
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    return parse
+
+
+def add_arguments(parser):
+    add_project_argument(parser)
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="wall-clock seconds to spend at most (default 150)")
+    parser.add_argument("--runs", type=int, metavar="N",
+                        help="stop after about N executions per test (default: adaptive)")
+    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/1 JSON report to FILE")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="seconds one test execution may take before it counts as hung (default 60)")
+    parser.add_argument("--workers", type=int, metavar="N", help="parallel pytest sessions (default: CPU cores)")
+    parser.add_argument("--seed", type=int, metavar="N", help="master seed of the plan (repeat an audit)")
+    parser.add_argument("--rng", type=_csv(str), metavar="FAMILIES",
+                        help="RNG families to vary: torch,numpy,random or 'none'")
+    parser.add_argument("--threads", type=_csv(int), metavar="COUNTS",
+                        help="torch thread counts to try, e.g. 1,2,4 (default: 1, 2 and the default)")
+    parser.add_argument("--orders", type=_csv(str), metavar="ORDERS",
+                        help="test orders: file,reversed,shuffle")
+    parser.add_argument("--hashseed", action=argparse.BooleanOptionalAction, default=None,
+                        help="vary PYTHONHASHSEED between interpreters (default on)")
+    parser.add_argument("--determinism", action=argparse.BooleanOptionalAction, default=None,
+                        help="toggle torch.use_deterministic_algorithms (default on)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the last audit of this project (after Ctrl-C or a spent budget)")
+    parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
+
+
+def run(args) -> int:
+    from audit.api import configure
+    from audit.flaky.engine import run_flaky
+    from audit.report import flaky_json, flaky_table
+
+    if args.budget is not None and args.budget <= 0:
+        raise AuditError("--budget must be positive")
+    if args.runs is not None and args.runs < 0:
+        raise AuditError("--runs must be zero or positive")
+    if args.workers is not None and args.workers < 0:
+        raise AuditError("--workers must be zero or positive")
+    orders = args.orders
+    if orders is not None and not orders:
+        orders = ["file"]
+    cfg = configure(args.path, "flaky", budget=args.budget, runs=args.runs, timeout=args.timeout,
+                    workers=args.workers, seed=args.seed, rng=args.rng, threads=args.threads,
+                    orders=orders, hashseed=args.hashseed, determinism=args.determinism)
+    console = Console()
+    with Progress(TextColumn("[bold]audit flaky[/]"), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("collecting tests", total=cfg.flaky.budget)
+
+        def progress(executions, interpreters, flaky, elapsed, budget, pending):
+            bar.update(task, completed=min(elapsed, budget),
+                       description=f"{executions} executions, {interpreters} interpreters, "
+                                   f"{flaky} flaky, {pending} tests still sampled")
+
+        result = run_flaky(cfg, progress=progress, resume=args.resume)
+    flaky_table.print_result(result, console, show_all=args.all)
+    if args.json:
+        flaky_json.write(result, args.json)
+        console.print(f"JSON report: {args.json}")
+    if result.interrupted:
+        console.print("[yellow]interrupted[/]: partial results above; "
+                      f"continue with: audit flaky {args.path} --resume")
+        return 130
+    return 1 if result.flaky else 0

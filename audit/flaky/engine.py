@@ -1,0 +1,361 @@
+"""``audit flaky``'s engine: plan, run, decide, and prove each flaky test with a repro command.
+
+Collects the tests, then keeps every worker busy with units from the planner until each test
+is proven flaky or has reached its target, or the budget is spent. As soon as a test turns out
+flaky its repro commands are run (shortest first) until one fails again. Every result is
+appended to a state folder outside the project, so Ctrl-C keeps what was measured and
+``resume=True`` carries on from it. Engines never format output: the result goes to reporters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.errors import AuditError
+from audit.flaky import repro as repro_mod
+from audit.flaky.plan import Axes, Planner
+from audit.flaky.runner import Pool, Unit, run_unit
+from audit.flaky.verdict import TestVerdict, summarise
+from audit.project import collect, pytest_env
+
+REPRO_TIMEOUT = 120.0
+
+
+@dataclass
+class FlakyResult:
+    project: str
+    tests: list[TestVerdict]
+    settings: dict
+    seconds: float
+    executions: int
+    interpreters: int
+    stopped: str                     # "targets reached" | "budget spent" | "interrupted"
+    state_dir: str = ""
+    interrupted: bool = False
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def flaky(self) -> list[TestVerdict]:
+        return [t for t in self.tests if t.verdict == "flaky"]
+
+    def to_json(self) -> dict:
+        return {"schema": "ml-audit.flaky/1", "project": self.project, "settings": self.settings,
+                "seconds": round(self.seconds, 2), "executions": self.executions,
+                "interpreters": self.interpreters, "stopped": self.stopped,
+                "tests": [t.to_json() for t in self.tests]}
+
+
+def state_dir_for(root: Path) -> Path:
+    """Where an audit of *root* keeps its resumable state: outside the project."""
+    base = Path(os.environ.get("ML_AUDIT_STATE") or
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ml-audit" / "flaky")
+    return base / hashlib.sha1(str(root).encode()).hexdigest()[:16]
+
+
+class _State:
+    """The resumable record of one audit: its plan seed, units, rows and time spent."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.meta: dict = {}
+
+    def start(self, meta: dict) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        (self.path / "work").mkdir(parents=True)
+        self.meta = meta
+        self.save()
+
+    def load(self) -> tuple[list[dict], dict]:
+        meta_file = self.path / "state.json"
+        if not meta_file.is_file():
+            raise AuditError(f"nothing to resume: no earlier audit of this project in {self.path}")
+        self.meta = json.loads(meta_file.read_text())
+        rows, units = [], {}
+        for name, target in (("rows.jsonl", rows), ("units.jsonl", None)):
+            f = self.path / name
+            if f.is_file():
+                for line in f.read_text().splitlines():
+                    if line.strip():
+                        rec = json.loads(line)
+                        if target is None:
+                            units[rec["id"]] = rec
+                        else:
+                            target.append(rec)
+        return rows, units
+
+    def save(self) -> None:
+        (self.path / "state.json").write_text(json.dumps(self.meta, indent=1))
+
+    def append(self, unit: Unit, rows: list[dict]) -> None:
+        with (self.path / "units.jsonl").open("a") as f:
+            f.write(unit.to_json() + "\n")
+        with (self.path / "rows.jsonl").open("a") as f:
+            for row in rows:
+                f.write(json.dumps(row, default=str) + "\n")
+
+
+class _Audit:
+    """One run of the engine: the scheduler between the planner, the pool and the repros."""
+
+    def __init__(self, cfg, progress=None, resume: bool = False):
+        self.cfg = cfg
+        self.flaky_cfg = cfg.flaky
+        self.progress = progress or (lambda **kw: None)
+        self.axes = Axes.from_config(cfg.flaky)
+        self.state = _State(state_dir_for(cfg.root))
+        self.rows: list[dict] = []
+        self.units: dict[int, dict] = {}
+        self.rows_by_unit: dict[int, list[dict]] = {}
+        self.repros: dict[str, repro_mod.Repro] = {}
+        self.repro_queue: list[tuple[str, list]] = []
+        self.repro_running: set[str] = set()
+        self.spent_before = 0.0
+        if resume:
+            old_rows, old_units = self.state.load()
+            meta = self.state.meta
+            if meta.get("root") != str(cfg.root):
+                raise AuditError("the saved audit belongs to another project")
+            self.tests = meta["tests"]
+            seed = meta["master_seed"]
+            self.spent_before = meta.get("seconds", 0.0)
+        else:
+            self.tests = collect(cfg)
+            seed = cfg.flaky.seed or secrets.randbelow(2 ** 31 - 1) + 1
+            self.state.start({"root": str(cfg.root), "tests": self.tests, "master_seed": seed,
+                              "seconds": 0.0, "next_unit": 0, "repros": {}})
+            old_rows, old_units = [], {}
+        self.master_seed = seed
+        self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs)
+        self.planner.next_id = self.state.meta.get("next_unit", 0)
+        # a resumed plan draws its next units from a stream that differs from the first run's
+        self.planner.rand.seed(f"{seed}:{self.planner.next_id}")
+        for unit in old_units.values():
+            self.units[unit["id"]] = unit
+        for row in old_rows:
+            self._add_row(row)
+        self.planner.record(old_rows)
+        for nodeid, rec in self.state.meta.get("repros", {}).items():
+            self.repros[nodeid] = repro_mod.Repro(nodeid, rec["env"], rec["args"], rec["preceding"],
+                                                  rec["verified"])
+        self.plugins_off = unused_plugins(cfg.root, self.tests)
+        self.workdir = self.state.path / "work"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def _add_row(self, row: dict) -> None:
+        self.rows.append(row)
+        self.rows_by_unit.setdefault(row["unit"], []).append(row)
+
+    # ---- scheduling ---------------------------------------------------------------------
+    def run(self) -> FlakyResult:
+        budget = float(self.flaky_cfg.budget)
+        if budget <= 0:
+            raise AuditError("--budget must be positive")
+        workers = self.flaky_cfg.workers or os.cpu_count() or 1
+        timeout = float(self.flaky_cfg.timeout)
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + max(0.0, budget - self.spent_before)
+        pool = Pool(workers)
+        self.pool = pool
+        for nodeid in self._flaky_without_repro():
+            self._queue_repro(nodeid)
+        interrupted = False
+        stopped = "targets reached"
+
+        def next_job():
+            nonlocal stopped
+            if time.monotonic() < self.deadline - self.planner.startup:
+                # one candidate per test at a time: a longer one only runs if the shorter passed
+                for i, (nodeid, cands) in enumerate(self.repro_queue):
+                    if nodeid not in self.repro_running:
+                        cand = cands.pop(0)
+                        if not cands:
+                            self.repro_queue.pop(i)
+                        self.repro_running.add(nodeid)
+                        return ("repro", nodeid, cand)
+            reserve = self.planner.startup + 1.0
+            unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers)
+            if unit is not None:
+                unit.plugins_off = self.plugins_off
+            if unit is None:
+                if self.planner.pending():
+                    stopped = "budget spent"
+                return None
+            unit_rec = json.loads(unit.to_json())
+            self.units[unit.id] = unit_rec
+            return ("unit", unit,
+                    lambda: run_unit(self.cfg, unit, timeout, self.workdir, pool.stop, pool.procs))
+
+        def start(job):
+            kind = job[0]
+            if kind == "unit":
+                return job[2]()
+            return self._verify(job[2])
+
+        def on_result(job, value):
+            if job[0] == "unit":
+                self._unit_done(value)
+            else:
+                self._repro_done(job[1], job[2], value)
+
+        try:
+            pool.run(lambda: _wrap(next_job, start), on_result)
+        except KeyboardInterrupt:
+            interrupted = True
+            stopped = "interrupted"
+        self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
+        self.state.meta["next_unit"] = self.planner.next_id
+        self.state.save()
+        return self._result(stopped, interrupted)
+
+    def _unit_done(self, res) -> None:
+        unit = res.unit
+        if res.returncode not in (0, 1) and not res.rows and not res.interrupted:
+            raise AuditError(f"pytest could not run the tests (exit {res.returncode}):\n"
+                             f"{res.log_tail[-1500:]}")
+        for row in res.rows:
+            self._add_row(row)
+        self.planner.record(res.rows, res.seconds)
+        self.state.append(unit, res.rows)
+        self.state.meta["next_unit"] = self.planner.next_id
+        self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
+        self.state.save()
+        for nodeid in self._flaky_without_repro():
+            self._queue_repro(nodeid)
+        flaky = sum(1 for t in self.planner.tally.values() if t.flaky)
+        self.progress(executions=len(self.rows), interpreters=len(self.units), flaky=flaky,
+                      elapsed=self.spent_before + time.monotonic() - self.t0,
+                      budget=float(self.flaky_cfg.budget), pending=len(self.planner.pending()))
+
+    # ---- repro commands -----------------------------------------------------------------
+    def _flaky_without_repro(self) -> list[str]:
+        queued = {n for n, _ in self.repro_queue}
+        return [n for n, t in self.planner.tally.items()
+                if t.flaky and n not in self.repros and n not in queued]
+
+    def _queue_repro(self, nodeid: str) -> None:
+        fails = [r for r in self.rows if r["nodeid"] == nodeid and r["klass"] == "fail"
+                 and r["outcome"] not in ("timeout", "crashed")]
+        cands = repro_mod.candidates(fails, self.rows_by_unit, self.units, self.cfg.pytest_args)
+        if cands:
+            self.repro_queue.append((nodeid, cands))
+
+    def _verify(self, cand: repro_mod.Repro) -> bool:
+        """Run the repro command; True when the test failed again."""
+        rows_file = self.workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
+        rows_file.unlink(missing_ok=True)
+        cmd = [_python(), "-m", "pytest", *cand.args, f"--audit-rows={rows_file}", "-q"]
+        try:
+            subprocess.run(cmd, cwd=self.cfg.root, env=pytest_env(cand.env), capture_output=True,
+                           timeout=min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
+        except subprocess.TimeoutExpired:
+            return False
+        if not rows_file.is_file():
+            return False
+        for line in rows_file.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == "row" and rec["nodeid"] == cand.nodeid:
+                return rec["klass"] == "fail"
+        return False
+
+    def _repro_done(self, nodeid: str, cand: repro_mod.Repro, failed: bool) -> None:
+        self.repro_running.discard(nodeid)
+        known = self.repros.get(nodeid)
+        if known is not None and known.verified:
+            return
+        cand.verified = failed
+        if failed or known is None:
+            self.repros[nodeid] = cand
+        if failed:  # no need to try the longer candidates
+            self.repro_queue = [(n, c) for n, c in self.repro_queue if n != nodeid]
+        self.state.meta.setdefault("repros", {})[nodeid] = {
+            "env": cand.env, "args": cand.args, "preceding": cand.preceding, "verified": cand.verified}
+
+    # ---- the result ---------------------------------------------------------------------
+    def _result(self, stopped: str, interrupted: bool) -> FlakyResult:
+        by_test: dict[str, list[dict]] = {n: [] for n in self.tests}
+        for row in self.rows:
+            by_test.setdefault(row["nodeid"], []).append(row)
+        verdicts = []
+        for nodeid in self.tests:
+            v = summarise(nodeid, by_test[nodeid])
+            v.confidence = self.planner.confidence(nodeid) if nodeid in self.planner.tally else ""
+            rep = self.repros.get(nodeid)
+            if v.verdict in ("flaky", "fail", "error") and v.failures:
+                if rep is None:
+                    fails = [r for r in by_test[nodeid] if r["klass"] == "fail"]
+                    cands = repro_mod.candidates(fails, self.rows_by_unit, self.units,
+                                                 self.cfg.pytest_args, limit=1)
+                    rep = cands[0] if cands else None
+                if rep is not None:
+                    v.repro, v.repro_verified = rep.command(), rep.verified
+            verdicts.append(v)
+        settings = dict(self.axes.describe())
+        settings.update({"master_seed": self.master_seed, "budget": float(self.flaky_cfg.budget),
+                         "runs": self.flaky_cfg.runs, "timeout": float(self.flaky_cfg.timeout),
+                         "workers": self.flaky_cfg.workers or os.cpu_count() or 1,
+                         "pytest_args": list(self.cfg.pytest_args),
+                         "test_paths": list(self.cfg.test_paths)})
+        return FlakyResult(project=str(self.cfg.root), tests=verdicts, settings=settings,
+                           seconds=self.state.meta.get("seconds", 0.0), executions=len(self.rows),
+                           interpreters=len({r["unit"] for r in self.rows}), stopped=stopped,
+                           state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows)
+
+
+# pytest plugins that cost seconds per interpreter and only matter to suites that use them
+_COSTLY_PLUGINS = {"hypothesispytest": "hypothesis"}
+
+
+def unused_plugins(root: Path, tests: list[str]) -> list[str]:
+    """Costly plugins no test file mentions: our interpreters start without them."""
+    texts = []
+    for name in dict.fromkeys(t.split("::", 1)[0] for t in tests):
+        path = Path(root) / name
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except OSError:
+            return []  # cannot tell: keep everything
+    folders = {Path(root) / Path(t.split("::", 1)[0]).parent for t in tests}
+    for folder in list(folders):
+        folders.update(p for p in folder.parents if Path(root) in (p, *p.parents))
+    for folder in folders:
+        conftest = folder / "conftest.py"
+        if conftest.is_file():
+            texts.append(conftest.read_text(errors="replace"))
+    blob = "\n".join(texts)
+    return [plugin for plugin, word in _COSTLY_PLUGINS.items() if word not in blob]
+
+
+def _python() -> str:
+    return sys.executable
+
+
+class _Job(tuple):
+    """(kind, key, payload) plus the function that runs it in a worker thread."""
+
+    def __new__(cls, fields, start):
+        job = super().__new__(cls, fields)
+        job.start = start
+        return job
+
+    def __call__(self):
+        return self.start(self)
+
+
+def _wrap(next_job, start):
+    job = next_job()
+    return None if job is None else _Job(job, start)
+
+
+def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
+    """Audit *cfg*'s suite for flaky tests; see the module docstring."""
+    return _Audit(cfg, progress=progress, resume=resume).run()
+

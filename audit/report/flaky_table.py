@@ -1,0 +1,72 @@
+"""The terminal table of ``audit flaky``: flaky and failing tests, rates, repro commands."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+_ORDER = {"flaky": 0, "fail": 1, "error": 2, "skip": 3, "pass": 4}
+_STYLE = {"flaky": "bold yellow", "fail": "bold red", "error": "red", "skip": "dim", "pass": "green"}
+
+
+def _settings_summary(test) -> str:
+    """The settings the failures share, e.g. 'threads=1; deterministic=on (4/4)'."""
+    fails = test.failing_settings
+    if not fails:
+        return ""
+    parts = []
+    for key in ("threads", "deterministic", "hashseed", "order"):
+        values = {str(f.get(key)) for f in fails if f.get(key) is not None}
+        if len(values) == 1:
+            value = values.pop()
+            if key == "order":
+                value = value.split(":")[0]
+            parts.append(f"{key}={value}")
+    shared = "; ".join(parts)
+    return f"{shared} ({len(fails)} shown)" if shared else f"varied ({len(fails)} shown)"
+
+
+def build_table(result, show_all: bool = False) -> Table:
+    table = Table(title=f"audit flaky: {result.project}", show_lines=False)
+    for col, kw in (("test", {"overflow": "fold"}), ("verdict", {}), ("failed/ran", {"justify": "right"}),
+                    ("rate [95% CI]", {"justify": "right"}), ("failing settings", {"overflow": "fold"})):
+        table.add_column(col, **kw)
+    rows = sorted(result.tests, key=lambda t: (_ORDER.get(t.verdict, 9), t.nodeid))
+    for t in rows:
+        if t.verdict == "pass" and not show_all:
+            continue
+        ci = f"{t.rate:.1%} [{t.interval[0]:.1%}, {t.interval[1]:.1%}]" if t.executions else "-"
+        table.add_row(t.nodeid, f"[{_STYLE.get(t.verdict, '')}]{t.verdict}[/]",
+                      f"{t.failures}/{t.executions}", ci, _settings_summary(t))
+    return table
+
+
+def print_result(result, console: Console | None = None, show_all: bool = False) -> None:
+    console = console or Console()
+    counts = {}
+    for t in result.tests:
+        counts[t.verdict] = counts.get(t.verdict, 0) + 1
+    if any(t.verdict != "pass" for t in result.tests) or show_all:
+        console.print(build_table(result, show_all))
+    for t in result.tests:
+        if t.repro and t.verdict in ("flaky", "fail", "error"):
+            mark = {True: "fails again when run", False: "did not fail when re-run",
+                    None: "not re-run"}[t.repro_verified]
+            console.print(f"[bold]{t.nodeid}[/] repro ({mark}):", highlight=False)
+            console.print(f"  {t.repro}", highlight=False, soft_wrap=True)
+            if t.evidence and "rerunfailures" in t.evidence:
+                console.print(f"  [yellow]{t.evidence}[/]", highlight=False)
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
+    settings = result.settings
+    console.print(
+        f"{len(result.tests)} tests: {summary}. {result.executions} executions in "
+        f"{result.interpreters} interpreters, {result.seconds:.0f}s ({result.stopped}).", highlight=False)
+    console.print(
+        f"varied: rng {','.join(settings['rng_varied']) or 'none'}; hash seed "
+        f"{settings['hashseed']}; threads {settings['threads']}; orders {','.join(settings['orders'])}; "
+        f"determinism {settings['determinism']}; CUDA {settings['cuda']}; plan seed "
+        f"{settings['master_seed']}", highlight=False)
+    passes = [t for t in result.tests if t.verdict == "pass"]
+    if passes:
+        weakest = min(passes, key=lambda t: t.executions)
+        console.print(f"least sampled passing test: {weakest.nodeid}: {weakest.confidence}", highlight=False)
