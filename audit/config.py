@@ -43,7 +43,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "runs": Key("int", 0, "stop after this many executions per test (0: adaptive within the budget)"),
         "timeout": Key("float", 60.0, "seconds one test execution may take before it is recorded as hung"),
         "workers": Key("int", 0, "parallel pytest sessions (0: one per CPU core)"),
-        "seed": Key("int", 0, "master seed of the plan, so that an audit itself can be repeated"),
+        "seed": Key("int", 0, "master seed of the plan, so that an audit can be repeated (0: a fresh one, printed)"),
         "rng": Key("list[str]", ["torch", "numpy", "random"], "RNG families to vary (pinned vs fresh per execution)"),
         "hashseed": Key("bool", True, "vary PYTHONHASHSEED between interpreters"),
         "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)"),
