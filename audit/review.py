@@ -157,9 +157,9 @@ def resolve_baseline(store: Store | None, specs: list[str], root: Path) -> Side:
         if sha is not None:
             if store is None:
                 raise AuditError(f"baseline {spec!r} is a git ref, but there is no history store to find its runs in")
-            found = [r for kind in ("flaky", "mutate") if (r := store.latest(kind, commit=sha))]
+            found = _state_at(store, root, sha)
             if not found:
-                raise AuditError(f"no audit run is recorded at {spec} ({sha[:12]}) in {store.path}: "
+                raise AuditError(f"no audit run is recorded at {spec} ({sha[:12]}) or its ancestors in {store.path}: "
                                  "run `audit flaky` / `audit mutate` on that commit, or give a run id or result file")
             side.commit = sha
             for run in found:
@@ -170,6 +170,30 @@ def resolve_baseline(store: Store | None, specs: list[str], root: Path) -> Side:
     if side.flaky is None and side.mutants is None:
         raise AuditError("no baseline given")
     return side
+
+
+ANCESTORS = 1000
+
+
+def _state_at(store: Store, root: Path, sha: str) -> list[Run]:
+    """The latest flaky run and mutate run (full ones preferred) recorded at *sha*, or, for a kind
+    with none there, at its nearest ancestor that has one: CI often audits flakiness and mutation
+    on different commits, and the state at a ref is what was last measured on its history."""
+    try:
+        proc = subprocess.run(["git", "rev-list", f"--max-count={ANCESTORS}", sha], cwd=root,
+                              capture_output=True, text=True)
+        history = proc.stdout.split() if proc.returncode == 0 else [sha]
+    except OSError:
+        history = [sha]
+    found = []
+    for kind, full in (("flaky", False), ("mutate", True), ("mutate", False)):
+        if any(r.kind == kind for r in found):
+            continue
+        recorded = store.commits(kind, full_only=full)
+        commit = next((c for c in history if c in recorded), None)
+        if commit is not None:
+            found.append(store.latest(kind, commit=commit, full_only=full))
+    return found
 
 
 def _run_range(store: Store) -> str:

@@ -426,6 +426,12 @@ class Store:
             runs = [r for r in runs if r.started_at < cut]
         return runs[-1] if runs else None
 
+    def commits(self, kind: str, *, full_only: bool = False) -> set[str]:
+        """The commits at which a run of *kind* was recorded."""
+        sql = "SELECT DISTINCT commit_sha FROM runs WHERE kind = ? AND commit_sha IS NOT NULL"
+        rows = self._db.execute(sql + (" AND partial = 0" if full_only else ""), (kind,))
+        return {r[0] for r in rows}
+
     def count(self) -> int:
         return self._db.execute("SELECT count(*) FROM runs").fetchone()[0]
 

@@ -170,6 +170,23 @@ def test_a_git_ref_baseline_and_survivors_on_changed_lines(repo, capsys):
     assert any("no surviving ML mutant on the 1 line(s) changed" in p for p in data["passed"])
 
 
+def test_a_ref_takes_each_kind_of_run_from_its_nearest_audited_ancestor(repo):
+    first = _git(repo, "rev-parse", "HEAD")
+    with Store(repo / "reports" / "audit.sqlite") as store:
+        _record(store, first, set(), NOW - timedelta(days=3))
+        (repo / "tinyclf" / "model.py").write_text(MODEL.replace("line 20\n", "line 20 changed\n"))
+        _git(repo, "commit", "-q", "-am", "second")
+        second = _git(repo, "rev-parse", "HEAD")
+        # Only mutation was audited on the second commit, and it weakened the suite.
+        store.record_mutate(mutate_result({"drop_zero_grad"}), commit=second, started_at=NOW - timedelta(days=2))
+        store.record_flaky(flaky_result(WEEKS_FLAKY[3]), commit="f" * 40, started_at=NOW)  # current: new flaky tests
+    code, data = _review(repo, "--baseline", "HEAD")
+    assert data["baseline"]["flaky"].endswith(f"{first[:8]})") and data["baseline"]["mutate"].endswith(f"{second[:8]})")
+    assert [r["check"] for r in data["reasons"]] == ["new_flaky"]
+    code, data = _review(repo, "--baseline", "HEAD~1")
+    assert {r["check"] for r in data["reasons"]} == {"new_flaky", "new_survivors", "score_drop"}
+
+
 def test_a_ref_with_no_recorded_run_exits_2(repo, capsys):
     with Store(repo / "reports" / "audit.sqlite") as store:
         _record(store, "0" * 40, set(), NOW)
