@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AuditError as exc:
-        Console(stderr=True).print(f"[bold red]audit {args.command}: error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]audit {args.command}: error:[/] {exc}", highlight=False)
         return exc.exit_code
 
 
