@@ -11,6 +11,7 @@ from audit.mutate.operators import ALL_OPERATORS
 from audit.mutate.result import MutateResult, Tally
 
 COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
+HEADERS = ("killed", "surv", "t/o", "no cov", "err")
 
 
 def _score_text(score: float | None) -> Text:
@@ -22,9 +23,9 @@ def _score_text(score: float | None) -> Text:
 
 def score_table(title: str, rows: dict[str, Tally], first: str, total: Tally | None = None) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column(first)
-    for col in COLUMNS:
-        table.add_column(col.replace("_", " "), justify="right")
+    table.add_column(first, no_wrap=True)
+    for header in HEADERS:
+        table.add_column(header, justify="right")
     table.add_column("score", justify="right")
     for name, tally in rows.items():
         table.add_row(name, *(str(getattr(tally, c)) for c in COLUMNS), _score_text(tally.score))
