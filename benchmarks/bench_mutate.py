@@ -104,9 +104,13 @@ def main(argv=None) -> int:
     parser.add_argument("--operators", default="ml")
     parser.add_argument("--sample", type=int, default=15, help="mutants run as fresh processes")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--deselect", action="append", default=[], metavar="NODEID",
+                        help="also leave this test out (e.g. a planted flaky test that fails at seed 0)")
     args = parser.parse_args(argv)
-    cfg = load_config(Path(args.project).resolve(), {"mutate": {"operators": args.operators,
-                                                                "max_children": args.children}})
+    root = Path(args.project).resolve()
+    deselect = load_config(root).mutate.deselect + args.deselect
+    cfg = load_config(root, {"mutate": {"operators": args.operators, "max_children": args.children,
+                                        "deselect": deselect}})
     with tempfile.TemporaryDirectory(prefix="bench-mutate-") as tmp:
         tmp = Path(tmp)
         n_audit, t_audit, scratch = bench_audit(cfg, tmp / "cache")

@@ -106,7 +106,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     out = tmp_path / "out"
     ops = "drop_eval,change_dim,drop_optimizer_step,drop_zero_grad,drop_no_grad"
     code = main(["mutate", str(project), "--operators", ops, "--json", str(out / "m.json"),
-                 "--stryker", str(out / "s.json"), "--no-store", "--max-children", "2"])
+                 "--stryker", str(out / "s.json"), "--max-children", "2"])
     assert tree_digest(project) == before  # byte-identical, and no new file or folder
     data = json.loads((out / "m.json").read_text())
     assert data["schema"] == "ml-audit.mutate/1"
@@ -133,7 +133,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     # A different operator set must not reuse verdicts: x_predict__mutmut_1 was drop_eval (survived)
     # and is now swap_train_eval, which the repeatability test kills (dropout on).
     code = main(["mutate", str(project), "--operators", "swap_train_eval", "--json", str(out / "m2.json"),
-                 "--no-store", "--fail-under", "100"])
+                 "--fail-under", "100"])
     second = json.loads((out / "m2.json").read_text())
     predict = [m for m in second["mutants"] if m["function"] == "predict"]
     assert [(m["id"], m["status"]) for m in predict] == [("tinyml.core.x_predict__mutmut_1", "killed")]
@@ -143,7 +143,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
 
 def test_failing_suite_is_a_usage_error_naming_the_tests(tmp_path, capsys):
     project = make_project(tmp_path / "proj", TESTS + "\n\ndef test_broken():\n    assert 1 == 2\n")
-    assert main(["mutate", str(project), "--operators", "drop_eval", "--no-store"]) == 2
+    assert main(["mutate", str(project), "--operators", "drop_eval"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "fails before any mutation" in err and "tests/test_core.py::test_broken" in err
 
@@ -156,9 +156,9 @@ def test_deselected_failures_do_not_stop_the_run_before_mutation(tmp_path):
 
 def test_unknown_operator_and_bad_paths_are_usage_errors(tmp_path, capsys):
     project = make_project(tmp_path / "proj")
-    assert main(["mutate", str(project), "--operators", "drop_evall", "--no-store"]) == 2
+    assert main(["mutate", str(project), "--operators", "drop_evall"]) == 2
     assert "did you mean drop_eval" in " ".join(capsys.readouterr().err.split())
-    assert main(["mutate", str(tmp_path / "missing"), "--no-store"]) == 2
+    assert main(["mutate", str(tmp_path / "missing")]) == 2
 
 
 def test_since_maps_changed_lines_to_source_files(tmp_path):

@@ -22,8 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the score (0-100) is lower")
     parser.add_argument("--max-children", type=int, metavar="N", help="parallel mutant workers (default: CPU cores)")
     parser.add_argument("--list-operators", action="store_true", help="print the operators and exit")
-    parser.add_argument("--db", metavar="FILE", help="history store (default: [tool.audit] db)")
-    parser.add_argument("--no-store", action="store_true", help="do not record this run in the history store")
+    parser.add_argument("--record", action="store_true",
+                        help="record this run in the history store ([tool.audit] db, or --db)")
+    parser.add_argument("--db", metavar="FILE", help="history store for --record (default: [tool.audit] db)")
 
 
 def run(args) -> int:
@@ -49,7 +50,7 @@ def run(args) -> int:
         console.print(f"wrote {mutate_json.write(result, args.json)}")
     if args.stryker:
         console.print(f"wrote {stryker.write(result, args.stryker)}")
-    if not args.no_store:
+    if args.record or args.db:
         from audit.store import Store, store_path
 
         try:

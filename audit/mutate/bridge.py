@@ -281,6 +281,9 @@ class AuditPytestRunner(PytestRunner):
         if not mutant_name:
             return super().run_tests(mutant_name=mutant_name, tests=tests)
         failed: list[str] = []
+        killers = Path(SPEC.killers_dir, mutant_name) if SPEC is not None else None
+        if killers is not None:
+            killers.unlink(missing_ok=True)  # a verdict from an earlier version of this mutant
 
         class Recorder:
             def pytest_runtest_logreport(self, report):
@@ -291,8 +294,8 @@ class AuditPytestRunner(PytestRunner):
 
         with change_cwd("mutants"):
             code = int(self.execute_pytest(self._pytest_args_regular_run(tests), plugins=[Recorder()]))
-        if failed and SPEC is not None:
-            Path(SPEC.killers_dir, mutant_name).write_text("\n".join(dict.fromkeys(failed)))
+        if failed and killers is not None:
+            killers.write_text("\n".join(dict.fromkeys(failed)))
         return code
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -222,7 +223,7 @@ def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | No
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")],
                                 cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, pass_fds=[write_fd])
+                                stdin=subprocess.DEVNULL, pass_fds=[write_fd], start_new_session=True)
         os.close(write_fd)
         try:
             with os.fdopen(read_fd, "r") as events:
@@ -231,8 +232,11 @@ def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | No
                     if progress is not None and len(parts) == 2:
                         progress(int(parts[0]), int(parts[1]))
             proc.wait()
-        except BaseException:
-            proc.terminate()
+        except BaseException:  # Ctrl-C: stop the worker, its fork server and the mutants it forked
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             proc.wait()
             raise
     if proc.returncode != 0:

@@ -46,8 +46,9 @@ def collect(spec) -> list[dict]:
         for record in data["mutants"]:
             code = exit_codes.get(record["id"])
             killer = Path(spec.killers_dir, record["id"])
-            record.update(path=data["path"], exit_code=code, mutmut_status=status_by_exit_code[code],
-                          killed_by=killer.read_text().splitlines() if killer.exists() else [])
+            status = status_by_exit_code[code]
+            record.update(path=data["path"], exit_code=code, mutmut_status=status,
+                          killed_by=killer.read_text().splitlines() if killer.exists() and status == "killed" else [])
             out.append(record)
     return out
 
