@@ -223,7 +223,7 @@ class _Audit:
                              f"{res.log_tail[-1500:]}")
         for row in res.rows:
             self._add_row(row)
-        self.planner.record(res.rows, res.seconds)
+        self.planner.record(res.rows, res.seconds, res.startup)
         self.state.append(unit, res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)

@@ -29,6 +29,7 @@ ORDERS = ("file", "reversed", "shuffle")
 EXEC_TARGET = 300
 UNIT_TARGET = 100
 MAX_ROUNDS = 60
+MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first round
 SLOW_TEST = 0.25       # seconds: slower tests take turns instead of joining every interpreter
 QUARANTINE_UNITS = 3   # extra lone runs of a test that hung or crashed
 
@@ -134,10 +135,13 @@ class Planner:
         self.tally = {t: Tally() for t in self.tests}
         self.next_id = 0
         self.startup = 3.0          # seconds to start an interpreter and collect; learnt
+        self.first_startup = True
+        self.overhead = 0.005       # seconds pytest spends per execution besides the test
         self.test_seconds: dict[str, float] = {}
 
     # ---- learning from results --------------------------------------------------------
-    def record(self, rows: list[dict], unit_seconds: float | None = None) -> None:
+    def record(self, rows: list[dict], unit_seconds: float | None = None,
+               startup: float | None = None) -> None:
         spent = 0.0
         for row in rows:
             t = self.tally.get(row["nodeid"])
@@ -161,8 +165,13 @@ class Planner:
                 t.signatures.add(tuple(tuple(x) for x in row.get("signature", [])))
             if row["outcome"] in ("timeout", "crashed"):
                 t.faults += 1
-        if unit_seconds is not None and rows:
-            self.startup = 0.7 * self.startup + 0.3 * max(0.5, unit_seconds - spent)
+        if startup is not None:
+            self.startup = startup if self.first_startup else 0.7 * self.startup + 0.3 * startup
+            self.first_startup = False
+            if unit_seconds is not None and rows:
+                # what pytest spends around each execution besides the test itself
+                per_exec = max(0.0, unit_seconds - startup - spent) / len(rows)
+                self.overhead = 0.7 * self.overhead + 0.3 * min(per_exec, 0.5)
 
     # ---- deciding ---------------------------------------------------------------------
     def satisfied(self, nodeid: str) -> bool:
@@ -222,17 +231,18 @@ class Planner:
         """
         floor = 1   # thread counts then alternate between interpreters (thread_offset)
         caps = {n: floor for n in tests}
-        cost = {n: self.test_seconds.get(n, 0.05) + 0.003 for n in tests}
+        cost = {n: self.test_seconds.get(n, 0.05) + self.overhead for n in tests}
         spent = sum(cost[n] * floor for n in tests)
         drawing = [n for n in tests if self.tally[n].draws or not self.tally[n].executions]
-        allowance = max(1.5 * self.startup, 1.0)
+        allowance = min(max(1.5 * self.startup, 1.0), MAX_IN_PROCESS)
         if self.exec_target and drawing:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}
             # do not plan beyond what the remaining units can reach anyway
             units_left = max(1.0, workers * seconds_left / (self.startup + allowance))
             want = {n: max(floor, min(need[n], math.ceil(need[n] / units_left) * 2)) for n in drawing}
             progress = {n: self.tally[n].executions + floor for n in drawing}
-            while spent < allowance:
+            first_round = spent
+            while spent - first_round < allowance:
                 open_ = [n for n in drawing if caps[n] < want[n] and caps[n] < MAX_ROUNDS]
                 if not open_:
                     break

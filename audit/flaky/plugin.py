@@ -256,6 +256,7 @@ class AuditPlugin:
             raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
         if session.config.option.collectonly:
             return True
+        self._emit({"event": "ready", "tests": len(session.items)})
         unit = self.unit
         threads = unit.get("threads") or [None]
         caps = unit.get("caps") or {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from audit.project import pytest_command, pytest_env
 
 POLL_SECONDS = 0.05
+STALL_GRACE = 120.0   # seconds without news outside a test (import, collection) before giving up
 
 
 @dataclass
@@ -82,6 +83,7 @@ class UnitResult:
     events: list[dict] = field(default_factory=list)  # missing / end records
     log_tail: str = ""
     interrupted: bool = False
+    startup: float | None = None    # seconds from launch until the first test could start
 
 
 class Stopped(Exception):
@@ -127,10 +129,14 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
     running: dict | None = None
     running_since = started
     interrupted = False
+    ready_at = None
+    last_activity = started
     try:
         while True:
             done = proc.poll() is not None
             new, offset = _read_new(rows_file, offset)
+            if new:
+                last_activity = time.monotonic()
             for rec in new:
                 if rec["event"] == "start":
                     running, running_since = rec, time.monotonic()
@@ -139,6 +145,8 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
                     rows.append(rec)
                     running = None
                 else:
+                    if rec["event"] == "ready":
+                        ready_at = time.monotonic() - started
                     events.append(rec)
             if done:
                 break
@@ -152,6 +160,10 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
                                        f"timeout: still running after {timeout:.0f}s", timeout))
                 running = None
                 break
+            if running is None and time.monotonic() - last_activity > timeout + STALL_GRACE:
+                _kill(proc)  # stuck outside any test: collection, a session fixture, exit
+                events.append({"event": "stalled", "seconds": time.monotonic() - last_activity})
+                break
             time.sleep(POLL_SECONDS)
     finally:
         if proc.poll() is None:
@@ -164,7 +176,7 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
         rows.append(_synthetic(unit, running, "crashed", f"crashed: {how} during the test",
                                time.monotonic() - running_since))
     tail = log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
-    return UnitResult(unit, rows, rc, time.monotonic() - started, events, tail, interrupted)
+    return UnitResult(unit, rows, rc, time.monotonic() - started, events, tail, interrupted, ready_at)
 
 
 def _synthetic(unit: Unit, start: dict, outcome: str, digest: str, seconds: float) -> dict:

@@ -36,6 +36,7 @@ class TestVerdict:
     repro: str | None = None
     repro_verified: bool | None = None
     evidence: str = ""
+    total_duration: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -49,6 +50,8 @@ class TestVerdict:
             "draws": self.draws, "interpreters": self.interpreters,
             "confidence": self.confidence, "evidence": self.evidence,
             "failure_digests": self.failure_digests,
+            "total_duration": round(self.total_duration, 4),
+            "mean_duration": round(self.total_duration / max(1, self.executions + self.skips), 6),
         }
 
 
@@ -96,4 +99,5 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10) -> TestVer
         failing_settings=[failing_setting(r) for r in fails[:keep_settings]],
         failure_digests=digests, outcomes=dict(Counter(r["outcome"] for r in rows)),
         masked=masked, draws=draws, interpreters=len({r["unit"] for r in rows}), evidence=evidence,
+        total_duration=sum(r.get("duration") or 0.0 for r in rows),
     )

@@ -1,0 +1,146 @@
+"""The plan: which settings each unit gets and how executions are spent (no pytest runs)."""
+
+import json
+
+import pytest
+
+from audit.errors import AuditError
+from audit.flaky.plan import Axes, Planner
+from audit.flaky.runner import Unit
+from audit.flaky.verdict import decide, summarise
+from audit.flaky import repro
+
+TESTS = [f"tests/test_m.py::test_{i}" for i in range(6)]
+
+
+def axes(**kw):
+    base = dict(rng=["torch", "numpy", "random"], hashseed=True, threads=[1, 2], default_threads=2,
+                orders=["file", "reversed", "shuffle"], determinism=True, cuda=False)
+    base.update(kw)
+    return Axes(**base)
+
+
+def row(nodeid, unit, klass="pass", drew=False, sig=(), rnd=0, duration=0.01, **extra):
+    out = {"event": "row", "nodeid": nodeid, "unit": unit, "klass": klass, "round": rnd, "attempt": 0,
+           "outcome": {"pass": "passed", "fail": "failed", "skip": "skipped"}[klass],
+           "drew_any": drew, "signature": [list(s) for s in sig], "duration": duration,
+           "draws": {"torch": drew}, "fixture_draws": [], "seeds": {"torch": 1}, "seed_base": 5,
+           "seed_modes": {"torch": "fresh", "numpy": "fresh", "random": "fresh"}, "threads": 1,
+           "deterministic": "off", "hashseed": "7", "order": "file", "digest": "", "masked": False}
+    out.update(extra)
+    return out
+
+
+def test_axes_from_config_validates_and_fills_defaults():
+    from types import SimpleNamespace as NS
+    cfg = NS(rng=["numpy", "torch"], hashseed=False, threads=[], orders=["file", "file"], determinism=False)
+    a = Axes.from_config(cfg)
+    assert a.rng == ["torch", "numpy"] and 1 in a.threads and a.default_threads in a.threads
+    assert a.orders == ["file"]
+    described = a.describe()
+    assert described["rng_pinned"] == ["random"] and described["determinism"] == "not varied"
+    assert "no CUDA" in described["cuda"] or a.cuda
+    for bad in (dict(rng=["jax"]), dict(orders=["sideways"]), dict(threads=[0])):
+        fields = dict(rng=["torch"], hashseed=True, threads=[1], orders=["file"], determinism=True)
+        fields.update(bad)
+        with pytest.raises(AuditError):
+            Axes.from_config(NS(**fields))
+
+
+def test_units_cycle_through_process_settings_and_are_serialisable():
+    p = Planner(TESTS, axes(), master_seed=11)
+    units = [p.next_unit(seconds_left=500, workers=2) for _ in range(12)]
+    assert {u.deterministic for u in units} == {"on", "off"}
+    kinds = {u.order.split(":")[0] for u in units}
+    assert kinds == {"file", "reversed", "shuffle"}
+    assert len({u.hashseed for u in units}) == 12
+    assert {u.env_threads for u in units} == {1, 2}
+    for u in units:
+        assert sorted(u.tests) == sorted(TESTS)
+        if u.order == "reversed":
+            assert u.tests == TESTS[::-1]
+        assert Unit.from_json(u.to_json()) == u
+        assert json.loads(u.to_json())["seeds"] == {"torch": "fresh", "numpy": "fresh", "random": "fresh"}
+    again = Planner(TESTS, axes(), master_seed=11)
+    assert [again.next_unit(500, 2).hashseed for _ in range(3)] == [u.hashseed for u in units[:3]]
+
+
+def test_shuffled_order_is_reproducible_from_its_recorded_seed():
+    import random
+    p = Planner(TESTS, axes(orders=["shuffle"], determinism=False), master_seed=3)
+    u = p.next_unit(500, 2)
+    seed = int(u.order.split(":")[1])
+    expected = list(TESTS)
+    random.Random(seed).shuffle(expected)
+    assert u.tests == expected
+
+
+def test_pinned_families_and_switched_off_axes():
+    p = Planner(TESTS, axes(rng=["numpy"], hashseed=False, determinism=False, threads=[3]), master_seed=1)
+    u = p.next_unit(500, 2)
+    assert u.seeds == {"torch": 0, "numpy": "fresh", "random": 0}
+    assert u.hashseed == "0" and u.deterministic is None and u.env_threads is None and u.threads == [3]
+
+
+def test_budget_goes_to_tests_that_draw_fresh_randomness():
+    p = Planner(TESTS, axes(), master_seed=1)
+    p.next_unit(500, 2)
+    # test_0 draws fresh randomness (different end states), test_1 reseeds itself (same state)
+    p.record([row(TESTS[0], 0, drew=True, sig=[("torch", "a")]), row(TESTS[0], 0, drew=True, sig=[("torch", "b")]),
+              row(TESTS[1], 0, drew=True, sig=[("torch", "z")]), row(TESTS[1], 0, drew=True, sig=[("torch", "z")])]
+             + [row(t, 0) for t in TESTS[2:]], unit_seconds=4.0, startup=2.0)
+    u = p.next_unit(500, 2)
+    assert u.caps[TESTS[0]] > 1
+    assert u.caps[TESTS[1]] == 1 and u.caps[TESTS[2]] == 1
+    assert u.rounds == max(u.caps.values())
+
+
+def test_flaky_tests_stop_and_the_budget_ends_the_plan():
+    p = Planner(TESTS[:2], axes(), master_seed=1)
+    p.record([row(TESTS[0], 0, "pass"), row(TESTS[0], 1, "fail"), row(TESTS[1], 0)], 3.0, 1.0)
+    assert p.satisfied(TESTS[0]) and not p.satisfied(TESTS[1])
+    assert p.next_unit(500, 2).tests == [TESTS[1]]
+    assert p.next_unit(seconds_left=0.5, workers=2) is None
+    assert "proven flaky" == p.confidence(TESTS[0])
+    assert "rate <" in p.confidence(TESTS[1])
+
+
+def test_runs_limit_satisfies_tests_after_n_executions():
+    p = Planner(TESTS[:1], axes(), master_seed=1, runs=3)
+    p.record([row(TESTS[0], i) for i in range(3)])
+    assert p.satisfied(TESTS[0]) and p.next_unit(500, 2) is None
+
+
+def test_a_test_that_hung_runs_alone_a_few_times_then_stops():
+    p = Planner(TESTS[:2], axes(), master_seed=1)
+    p.record([row(TESTS[0], 0, "fail", outcome="timeout"), row(TESTS[1], 0)])
+    lone = [p.next_unit(500, 2) for _ in range(3)]
+    assert all(u.tests == [TESTS[0]] and u.rounds == 1 for u in lone)
+    assert p.next_unit(500, 2).tests == [TESTS[1]]
+
+
+def test_verdicts():
+    assert decide([row("t", 0, "pass"), row("t", 1, "fail")]) == "flaky"
+    assert decide([row("t", 0, "fail"), row("t", 1, "fail")]) == "fail"
+    assert decide([row("t", 0, "fail", outcome="error")]) == "error"
+    assert decide([row("t", 0, "fail", outcome="timeout")]) == "error"
+    assert decide([row("t", 0, "skip")]) == "skip"
+    assert decide([row("t", 0, "pass"), row("t", 1, "skip")]) == "pass"
+    assert decide([]) == "error"
+    v = summarise("t", [row("t", 0, "pass")] * 3 + [row("t", 1, "fail", masked=True, digest="call: boom")])
+    assert (v.verdict, v.executions, v.failures, v.masked) == ("flaky", 4, 1, 1)
+    assert v.interval[0] < 0.25 < v.interval[1] and "rerunfailures" in v.evidence
+    assert v.failing_settings[0]["digest"] == "call: boom" and v.to_json()["causes"] == []
+
+
+def test_repro_candidates_shortest_first_with_the_tests_that_ran_before():
+    rows = [row("a", 4, rnd=0), row("b", 4, rnd=0), row("c", 4, "fail", rnd=0), row("a", 4, rnd=1)]
+    unit = {"hashseed": "99", "env_threads": 2, "deterministic": "on", "seeds": {}}
+    cands = repro.candidates([rows[2]], {4: rows}, {4: unit}, ["-x"])
+    assert [c.preceding for c in cands] == [[], ["a", "b"]]
+    cmd = cands[1].command()
+    assert cmd.startswith("PYTHONHASHSEED=99 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 python -m pytest")
+    assert " -x a b c " in cmd and "--audit-seed-base=5" in cmd and "--audit-deterministic=off" in cmd
+    assert "--audit-threads=1" in cmd and "--audit-seed-torch=fresh" in cmd
+    rerun = repro.build(row("c", 4, "fail", attempt=2, seeds={"torch": 42}), unit, [], [])
+    assert "--audit-seed-torch=42" in rerun.command() and "--force-reruns=0" in rerun.command()
