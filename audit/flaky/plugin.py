@@ -82,22 +82,27 @@ def _parse_seed(value, family: str):
 
 
 class _Families:
-    """Seeding and state digests for the RNG families that are importable here."""
+    """Seeding and state digests for the RNG families the project has imported.
+
+    numpy and torch are never imported here: a suite that does not use torch must not pay
+    for its import, and an RNG nobody imported cannot be drawn from.
+    """
 
     def __init__(self):
         import random
 
         self.mods = {"random": random}
-        try:
-            import numpy
-            self.mods["numpy"] = numpy
-        except ImportError:
-            pass
-        try:
-            import torch
-            self.mods["torch"] = torch
-        except ImportError:
-            pass
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Pick up numpy/torch once the project has imported them; True when one was new."""
+        new = False
+        for name in ("numpy", "torch"):
+            mod = sys.modules.get(name)
+            if name not in self.mods and mod is not None and hasattr(mod, "__version__"):
+                self.mods[name] = mod
+                new = True
+        return new
 
     def seed(self, family: str, seed: int) -> None:
         mod = self.mods[family]
@@ -174,7 +179,6 @@ class AuditPlugin:
         self.last_rows: dict[str, dict] = {}
         self.items: dict[str, object] = {}
         self.started = time.monotonic()
-        self._apply_determinism()
         self.pristine = self._snapshot()
 
     # ---- session-level settings -------------------------------------------------------
@@ -215,10 +219,10 @@ class AuditPlugin:
             os.environ.update(snap["environ"])
         if os.getcwd() != snap["cwd"]:
             os.chdir(snap["cwd"])
-        if torch:
+        if torch and snap["dtype"] is not None:
             torch.set_default_dtype(snap["dtype"])
             torch.set_grad_enabled(snap["grad"])
-        if numpy:
+        if numpy and snap["np_err"] is not None:
             numpy.seterr(**snap["np_err"])
         self._apply_determinism()
 
@@ -314,6 +318,9 @@ class AuditPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
+        if self.fam.refresh():  # a test imported torch or numpy itself
+            self._apply_determinism()
+            self.pristine.update({k: v for k, v in self._snapshot().items() if self.pristine.get(k) is None})
         nodeid = item.nodeid
         attempt = self.attempts.get(nodeid, 0)
         self.attempts[nodeid] = attempt + 1
@@ -406,6 +413,9 @@ class AuditPlugin:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
         self.items = {item.nodeid: item for item in session.items}
+        self.fam.refresh()
+        self._apply_determinism()
+        self.pristine = self._snapshot()   # the state every round starts from
 
     def pytest_unconfigure(self, config):
         if self.rows:

@@ -1,0 +1,179 @@
+"""``audit flaky`` end to end on small synthetic projects: verdicts, repros, faults, errors, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.api import flaky as api_flaky
+from audit.cli import main
+
+FLAKY_TESTS = '''
+import random
+
+SEEN = set()
+
+def test_coin():
+    assert random.random() < 0.5
+
+def test_hash_order():
+    assert next(iter({"alpha", "beta", "gamma", "delta"})) != "alpha"
+
+def test_broken():
+    assert 1 == 2
+
+def test_fine():
+    assert sum(range(10)) == 45
+
+def test_polluter():
+    SEEN.add("polluted")
+
+def test_victim():
+    assert "polluted" not in SEEN
+'''
+
+FAULT_TESTS = '''
+import ctypes, os, time
+
+def test_hangs():
+    time.sleep(600)
+
+def test_segfaults():
+    ctypes.string_at(0)
+
+def test_exits():
+    os._exit(3)
+
+def test_fine():
+    pass
+'''
+
+
+def make_project(root: Path, tests: str, pyproject: str = "") -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "tests" / "test_x.py").write_text(textwrap.dedent(tests))
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n" + pyproject)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("ML_AUDIT_STATE", str(tmp_path / "state"))
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
+    root = make_project(tmp_path / "proj", FLAKY_TESTS)
+    before = snapshot(root)
+    result = api_flaky(root, runs=14, budget=400.0, seed=4242, workers=2)
+    verdicts = {t.nodeid.split("::")[1]: t for t in result.tests}
+    assert verdicts["test_coin"].verdict == "flaky"
+    assert verdicts["test_hash_order"].verdict == "flaky"
+    assert verdicts["test_victim"].verdict == "flaky"      # fails once test_polluter ran first
+    assert verdicts["test_broken"].verdict == "fail" and verdicts["test_broken"].rate == 1.0
+    assert verdicts["test_fine"].verdict == "pass" and verdicts["test_polluter"].verdict == "pass"
+    assert verdicts["test_fine"].executions >= 14
+    for name in ("test_coin", "test_hash_order", "test_victim"):
+        t = verdicts[name]
+        assert t.repro_verified is True, (name, t.repro)
+        assert 0 < t.failures < t.executions and t.interval[0] < t.rate < t.interval[1]
+    assert "tests/test_x.py::test_polluter tests/test_x.py::test_victim" in verdicts["test_victim"].repro
+    assert "PYTHONHASHSEED=" in verdicts["test_hash_order"].repro
+    # the repro is a plain shell line that fails when run as printed
+    proc = subprocess.run(verdicts["test_hash_order"].repro, shell=True, cwd=root, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), timeout=300)
+    assert proc.returncode == 1 and "1 failed" in proc.stdout
+    data = result.to_json()
+    assert data["schema"] == "ml-audit.flaky/1" and data["project"] == str(root)
+    assert all(t["causes"] == [] for t in data["tests"])
+    assert snapshot(root) == before          # the audit changed nothing in the project
+
+
+def test_hangs_segfaults_and_exits_are_recorded_and_the_audit_goes_on(tmp_path):
+    root = make_project(tmp_path / "proj", FAULT_TESTS)
+    result = api_flaky(root, runs=2, timeout=3.0, budget=400.0, seed=1, workers=2)
+    verdicts = {t.nodeid.split("::")[1]: t for t in result.tests}
+    assert set(verdicts["test_hangs"].outcomes) == {"timeout"}
+    assert set(verdicts["test_segfaults"].outcomes) == {"crashed"}
+    assert set(verdicts["test_exits"].outcomes) == {"crashed"}
+    assert verdicts["test_hangs"].verdict == verdicts["test_exits"].verdict == "error"
+    assert "signal" in verdicts["test_segfaults"].failing_settings[0]["digest"]
+    assert verdicts["test_fine"].verdict == "pass" and verdicts["test_fine"].executions >= 2
+
+
+@pytest.mark.parametrize("files, args, message", [
+    (None, [], "does not exist"),
+    ({"tests/test_none.py": "x = 1\n"}, [], "no tests"),
+    ({"tests/test_bad.py": "import no_such_module_here\n\ndef test_a():\n    pass\n"}, [], "import"),
+    ({"tests/test_a.py": "def test_a():\n    pass\n"}, ["--rng", "jax"], "unknown RNG family"),
+    ({"tests/test_a.py": "def test_a():\n    pass\n"}, ["--budget", "0"], "--budget"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, files, args, message):
+    root = tmp_path / "proj"
+    if files is not None:
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+    assert main(["flaky", str(root), *args]) == 2
+    assert message in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_cli_json_exit_code_and_resume(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", FLAKY_TESTS)
+    out = tmp_path / "report.json"
+    code = main(["flaky", str(root), "--runs", "2", "--seed", "7", "--json", str(out), "--budget", "300",
+                 "--rng", "random", "--threads", "1", "--no-determinism", "--orders", "file"])
+    data = json.loads(out.read_text())
+    verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in data["tests"]}
+    assert code == (1 if "flaky" in verdicts.values() else 0)
+    assert verdicts["test_broken"] == "fail"
+    assert data["settings"]["rng_pinned"] == ["torch", "numpy"] and data["settings"]["threads"] == [1]
+    assert data["settings"]["determinism"] == "not varied" and data["settings"]["master_seed"] == 7
+    first = {t["nodeid"]: t["executions"] for t in data["tests"]}
+    # resume carries on from the saved rows with a larger run target
+    code = main(["flaky", str(root), "--resume", "--runs", "4", "--json", str(out), "--budget", "300"])
+    again = {t["nodeid"]: t for t in json.loads(out.read_text())["tests"]}
+    fine = "tests/test_x.py::test_fine"
+    assert again[fine]["executions"] >= 4 > first[fine]
+    assert "audit flaky" in capsys.readouterr().out
+
+
+def test_resume_without_a_saved_audit_is_an_error(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n")
+    assert main(["flaky", str(root), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
+    root = make_project(tmp_path / "proj", FLAKY_TESTS.replace("def test_fine():",
+                                                                "def test_fine():\n    import time; time.sleep(0.05)"))
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "audit", "flaky", str(root), "--budget", "300",
+                             "--runs", "400", "--seed", "3"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    rows = next(Path(os.environ.get("ML_AUDIT_STATE", tmp_path / "state")).rglob("state.json"), None)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        found = list((tmp_path / "state").rglob("rows.jsonl"))
+        if found and found[0].stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no unit finished in time")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and "--resume" in out and "test_broken" in out
+    assert rows is None or rows.exists()
+    saved = len(found[0].read_text().splitlines())
+    assert saved > 0
