@@ -211,3 +211,4 @@ def test_select_groups_names_and_errors():
         ops.select("drop_evall")
     with pytest.raises(ValueError, match="no mutation operator"):
         ops.select(" , ")
+

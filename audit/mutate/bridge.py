@@ -81,6 +81,7 @@ class AuditVisitor(MutationVisitor):
         self._managed: set[int] = set()
         self._arguments: set[int] = set()
         self.site: dict[int, tuple] = {}  # id(mutation) -> (operator, line, column, end line, end column)
+        self._seen: set[tuple[int, str]] = set()  # (node, replacement code): one mutant per distinct change
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, (cst.Call, cst.Param, cst.Assign)):
@@ -132,6 +133,10 @@ class AuditVisitor(MutationVisitor):
                 line, col, end_line, end_col = self._site_line(node, mutated)
                 if self._allowed is not None and line not in self._allowed:
                     continue
+                key = (id(node), prune.code_of(mutated))
+                if key in self._seen:
+                    continue  # another operator made the very same mutant
+                self._seen.add(key)
                 mutation = Mutation(original_node=node, mutated_node=mutated,
                                     contained_by_top_level_function=self.get_metadata(
                                         OuterFunctionProvider, node, None))

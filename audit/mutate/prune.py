@@ -67,6 +67,13 @@ def is_noop(original: cst.CSTNode, mutated) -> bool:
     return _code(original) == _code(mutated)
 
 
+def code_of(node) -> str:
+    """Source text of a replacement node (or of the statements a FlattenSentinel stands for)."""
+    if isinstance(node, cst.FlattenSentinel):
+        return "\n".join(_code(n) for n in node.nodes)
+    return _code(node)
+
+
 def _code(node) -> str:
     try:
         return cst.Module([]).code_for_node(node)
