@@ -129,10 +129,10 @@ class MutateResult:
 
     @property
     def passed(self) -> bool:
-        """True unless a ``fail_under`` is set and the score is below it."""
-        if self.fail_under is None:
+        """True unless a ``fail_under`` is set and the score is below it (no mutant: nothing to fail)."""
+        if self.fail_under is None or self.score is None:
             return True
-        return self.score is not None and self.score >= self.fail_under
+        return self.score >= self.fail_under
 
     @property
     def exit_code(self) -> int:
