@@ -79,7 +79,7 @@ def run(args) -> int:
                   disable=not console.is_terminal) as bar:
         task = bar.add_task("collecting tests", total=cfg.flaky.budget)
 
-        def progress(executions, interpreters, flaky, elapsed, budget, pending):
+        def progress(executions, interpreters, flaky, elapsed, budget, pending, **_):
             bar.update(task, completed=min(elapsed, budget),
                        description=f"{executions} executions, {interpreters} interpreters, "
                                    f"{flaky} flaky, {pending} tests still sampled")

@@ -230,8 +230,8 @@ class _Audit:
         self.state.save()
         for nodeid in self._flaky_without_repro():
             self._queue_repro(nodeid)
-        flaky = sum(1 for t in self.planner.tally.values() if t.flaky)
-        self.progress(executions=len(self.rows), interpreters=len(self.units), flaky=flaky,
+        found = sorted(n for n, t in self.planner.tally.items() if t.flaky)
+        self.progress(executions=len(self.rows), interpreters=len(self.units), flaky=len(found), found=found,
                       elapsed=self.spent_before + time.monotonic() - self.t0,
                       budget=float(self.flaky_cfg.budget), pending=len(self.planner.pending()))
 

@@ -406,6 +406,7 @@ class AuditPlugin:
         row["drew_any"] = any(row["draws"].values()) or bool(row["uses_drawing_fixtures"])
         row["signature"] = randomness_signature(row, self.fixture_draws)
         row["pid"] = os.getpid()
+        row["ended_at"] = time.time()
         self.last_rows[row["nodeid"]] = row
         self.current = None
         self._emit(row)
