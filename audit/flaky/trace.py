@@ -73,6 +73,33 @@ def read_trace(path) -> dict[str, dict]:
     return records
 
 
+def trace_tests(cfg, nodeids, *, extra_args=(), env: dict | None = None, timeout: float = 600.0) -> dict[str, dict]:
+    """Run *nodeids* once in a fresh interpreter under this plugin; their records by node id.
+
+    For the attribution engine and ``audit flaky``: the trace of a test is a deterministic fact
+    (which sites draw), so one execution is enough. Nothing is written into the project.
+    """
+    import subprocess
+    import tempfile
+
+    from audit.errors import AuditError
+    from audit.project import QUIET_ARGS, pytest_env
+
+    with tempfile.TemporaryDirectory(prefix="ml-audit-trace-") as tmp:
+        out = Path(tmp) / "trace.jsonl"
+        cmd = [sys.executable, "-m", "pytest", *QUIET_ARGS, *cfg.pytest_args, "-p", "audit.flaky.trace",
+               f"--audit-trace={out}", *extra_args, *nodeids]
+        try:
+            proc = subprocess.run(cmd, cwd=cfg.root, env=pytest_env(env), capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AuditError(f"tracing {len(nodeids)} test(s) in {cfg.root} took more than {timeout:.0f}s") from None
+        if proc.returncode not in (0, 1) or not out.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise AuditError(f"tracing tests in {cfg.root} failed (pytest exit {proc.returncode}):\n{tail}")
+        return read_trace(out)
+
+
 # ---------------------------------------------------------------- generator fingerprints
 
 class _TorchState:
