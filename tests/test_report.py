@@ -64,6 +64,18 @@ def test_rate_trend_per_test_follows_every_run_in_the_history(report):
     assert fixed["previous"]["verdict"] == "flaky" and "hashseed" in fixed["causes"][0]
 
 
+def test_a_test_that_draws_nothing_gets_a_hint_from_the_settings_its_failures_share():
+    from audit.report.weekly import _hints
+
+    test = {"causes": [], "failing_settings": [{"threads": 2, "deterministic": "on", "order": "file"},
+                                               {"threads": 2, "deterministic": "off", "order": "file"}]}
+    (hint,) = _hints(test, {"draws": []})
+    assert "2 failure(s) all ran at 2 torch thread(s)" in hint and "assert_close" in hint
+    assert "determinism" not in hint
+    assert "it draws from the torch RNG" in _hints(test, {"draws": ["torch"]})[0]
+    assert _hints({"causes": [], "failing_settings": []}, {}) == [_hints.__globals__["GENERIC_HINT"]]
+
+
 def test_mutation_scores_by_operator_and_module_match_the_store(report, history):
     mutation = report.mutation
     runs = history.runs("mutate")

@@ -107,7 +107,8 @@ def _cards(report: WeeklyReport) -> str:
         (_points(m["score"]) + delta_text, "mutation score (points)", "bad" if (delta or 0) < 0 else ""),
         (str(m["survivors"]) if m["current_run"] else "–", "surviving mutants", ""),
         ("–" if cost["red_ci_runs_per_100_without_reruns"] is None else f"{cost['red_ci_runs_per_100_without_reruns']:.1f}",
-         "CI runs in 100 red from flakiness", "bad" if cost["red_ci_runs_per_100_without_reruns"] else ""),
+         "CI runs in 100 red from flakiness (at the audit's rates)",
+         "bad" if cost["red_ci_runs_per_100_without_reruns"] else ""),
     ]
     return "<div class='cards'>" + "".join(
         f"<div class='card'><b class='{cls}'>{_e(v)}</b><span>{_e(label)}</span></div>" for v, label, cls in cards
@@ -181,7 +182,8 @@ def _cost_section(report: WeeklyReport) -> str:
     cost = report.flaky_cost
     if cost["tests"]:
         total = cost["rerun_seconds_per_100_ci_runs"]
-        out.append(f"<p>Without reruns, <b>{cost['red_ci_runs_per_100_without_reruns']:.1f}</b> CI runs in 100 go red "
+        out.append(f"<p>At the failure rates measured under the audit's varied settings, without reruns "
+                   f"<b>{cost['red_ci_runs_per_100_without_reruns']:.1f}</b> CI runs in 100 would go red "
                    f"from flaky tests alone; with one rerun each, reruns cost "
                    f"<b>{'–' if total is None else f'{total:.1f} s'}</b> per 100 CI runs.</p>")
         out.append("<table><tr><th>flaky test</th><th>rate</th><th>mean time</th><th>rerun s / 100 CI runs</th></tr>")

@@ -78,8 +78,8 @@ def render_markdown(report: WeeklyReport) -> str:
         delta = "" if m["delta"] is None else f" ({'+' if m['delta'] >= 0 else ''}{m['delta']:.1f} points)"
         summary.append(f"- mutation score **{_points(m['score'])}**{delta}, {m['survivors']} surviving mutants")
     if cost["red_ci_runs_per_100_without_reruns"] is not None and f["current_run"] is not None:
-        summary.append(f"- flakiness turns **{cost['red_ci_runs_per_100_without_reruns']:.1f}** CI runs in 100 red "
-                       "without reruns")
+        summary.append(f"- at the rates the audit measured, flakiness would turn "
+                       f"**{cost['red_ci_runs_per_100_without_reruns']:.1f}** CI runs in 100 red without reruns")
     out += summary + [""] + [f"> {text(n)}" for n in report.notes] + ([""] if report.notes else [])
 
     out += ["## Flaky tests", ""]

@@ -142,7 +142,30 @@ def _hints(test: dict, extra: dict) -> list[str]:
     if not hints:
         drawn = [d for d in extra.get("draws") or [] if d in FIX_HINTS]
         hints = [f"it draws from the {d} RNG: {FIX_HINTS[d]}" for d in drawn]
+    if not hints and "draws" in extra and not extra["draws"]:
+        hints = _setting_hints(test)
     return hints or [GENERIC_HINT]
+
+
+# Per-process settings a test that draws no randomness can only fail through, and what to say.
+_SETTING_SOURCES = (("threads", "threads", "at {v} torch thread(s)"),
+                    ("deterministic", "determinism", "with deterministic algorithms {v}"),
+                    ("order", "order", "in {v} order"))
+
+
+def _setting_hints(test: dict) -> list[str]:
+    """For a test that draws no randomness: a setting every failure shared points at the source."""
+    fails = [s for s in test.get("failing_settings") or [] if isinstance(s, dict)]
+    hints = []
+    for key, source, where in _SETTING_SOURCES:
+        values = {str(s.get(key)) for s in fails if key in s}
+        if len(values) == 1 and all(key in s for s in fails):
+            value = values.pop()
+            if (key, value) in (("order", "file"), ("deterministic", "off")):
+                continue
+            hints.append(f"it draws no randomness and its {len(fails)} failure(s) all ran {where.format(v=value)}: "
+                         f"{FIX_HINTS[source]}")
+    return hints
 
 
 def _settings_text(setting: Any) -> str:
