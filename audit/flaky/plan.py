@@ -233,7 +233,11 @@ class Planner:
         caps = {n: floor for n in tests}
         cost = {n: self.test_seconds.get(n, 0.05) + self.overhead for n in tests}
         spent = sum(cost[n] * floor for n in tests)
-        drawing = [n for n in tests if self.tally[n].draws or not self.tally[n].executions]
+        for n in tests:
+            if not self.tally[n].executions:
+                caps[n] = 2   # a second execution shows whether its draws vary with the seed
+        spent = sum(cost[n] * caps[n] for n in tests)
+        drawing = [n for n in tests if self.tally[n].draws and self.tally[n].executions]
         allowance = min(max(1.5 * self.startup, 1.0), MAX_IN_PROCESS)
         if self.exec_target and drawing:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}

@@ -112,7 +112,8 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
     unit_file.write_text(unit.to_json())
     rows_file.unlink(missing_ok=True)
     off = [a for name in unit.plugins_off for a in ("-p", f"no:{name}")]
-    cmd = pytest_command(cfg, "-q", "-p", "no:randomly", *off, "--audit-enable",
+    # --maxfail=0 undoes a configured -x: an audit wants every test, failing or not
+    cmd = pytest_command(cfg, "-q", "--maxfail=0", "-p", "no:randomly", *off, "--audit-enable",
                          f"--audit-unit={unit_file}", f"--audit-rows={rows_file}")
     # only the files holding the unit's tests are collected (when node ids name real files)
     files = unit.files()
