@@ -325,3 +325,31 @@ def test_audit_trace_option_needs_the_plugin(tmp_path):
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert proc.returncode == 4 and "--audit-trace" in proc.stderr
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_tracer_fault_stops_tracing_but_never_fails_the_test(tmp_path):
+    from audit.flaky.trace import RngTracer
+
+    (tmp_path / "victim.py").write_text("def work(n):\n    total = 0\n    for i in range(n):\n"
+                                        "        total += i\n    return total\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import victim
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Broken:
+        def read(self):
+            raise RuntimeError("state unreadable")
+
+    tracer = RngTracer(tmp_path.resolve())
+    previous = sys.gettrace()
+    tracer.start()
+    tracer.states["random"] = Broken()
+    try:
+        result = victim.work(5)
+    finally:
+        tracer.stop()
+    assert result == 10
+    assert tracer.error == "RuntimeError: state unreadable"
+    assert sys.gettrace() is previous

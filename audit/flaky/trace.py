@@ -200,40 +200,43 @@ class _CodeInfo:
         self.qualname = qualname.rsplit(".<locals>.", 1)[0] if self.inline else qualname
 
 
-def _empty_calls(code) -> dict[int, list[tuple[str, str | None]]]:
-    """Lines of *code* that name a torch.empty-family API: {line: [(api, base name or None)]}."""
-    found: dict[int, list] = {}
-    prev = None
-    line = code.co_firstlineno
-    for ins in dis.get_instructions(code):
-        lineno = getattr(getattr(ins, "positions", None), "lineno", None) or ins.starts_line
-        if lineno:
-            line = lineno
-        if ins.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME") and ins.argval in EMPTY_APIS:
-            base = prev.argval if prev is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") else None
-            found.setdefault(line, []).append((ins.argval, base if isinstance(base, str) else None))
-        prev = ins
-    return found
-
-
+_LOADS = ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME")
 _LEGACY_CONSTRUCTORS = frozenset({"RandomState", "MT19937"})
 _BORING_NAMES = frozenset({"self", "len", "range", "int", "float", "list", "dict", "set", "tuple", "print",
                            "isinstance", "shape", "size", "item", "tolist"})
 _NAMES_BY_LINE: dict = {}
 
 
+def _lined_instructions(code):
+    """(line, instruction, previous instruction) over *code*'s bytecode."""
+    line, prev = code.co_firstlineno, None
+    for ins in dis.get_instructions(code):
+        lineno = getattr(getattr(ins, "positions", None), "lineno", None) or ins.starts_line
+        if lineno and lineno is not True:
+            line = lineno
+        yield line, ins, prev
+        prev = ins
+
+
+def _empty_calls(code) -> dict[int, list[tuple[str, str | None]]]:
+    """Lines of *code* that name a torch.empty-family API: {line: [(api, base name or None)]}."""
+    found: dict[int, list] = {}
+    for line, ins, prev in _lined_instructions(code):
+        if ins.opname in _LOADS and ins.argval in EMPTY_APIS:
+            base = prev.argval if prev is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") else None
+            found.setdefault(line, []).append((ins.argval, base if isinstance(base, str) else None))
+    return found
+
+
 def _line_names(code, line) -> set[str]:
-    """Global and attribute names loaded on one line of *code* (what that line calls, roughly)."""
-    by_line = _NAMES_BY_LINE.get(code)   # rare (entropy reads only): hashing the code is fine here
+    """Global and attribute names loaded on one line of *code* (what that line calls, roughly).
+    Asked once per new draw site or entropy read, so a dict keyed by the code itself is fine."""
+    by_line = _NAMES_BY_LINE.get(code)
     if by_line is None:
         by_line = _NAMES_BY_LINE[code] = {}
-        current = code.co_firstlineno
-        for ins in dis.get_instructions(code):
-            lineno = getattr(getattr(ins, "positions", None), "lineno", None) or ins.starts_line
-            if lineno:
-                current = lineno
-            if ins.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str):
-                by_line.setdefault(current, set()).add(ins.argval)
+        for at, ins, _ in _lined_instructions(code):
+            if ins.opname in _LOADS and isinstance(ins.argval, str):
+                by_line.setdefault(at, set()).add(ins.argval)
     return by_line.get(line, set())
 
 
@@ -281,6 +284,7 @@ class RngTracer:
         self.cur = None
         self.cur_line = None
         self.sink = None                 # extra list receiving draws (a scoped fixture's cache)
+        self.error = None                # why tracing stopped early in this test, if it did
 
     def start(self):
         self.previous_trace = sys.gettrace()
@@ -291,9 +295,17 @@ class RngTracer:
     def stop(self):
         sys.settrace(self.previous_trace)
         self.previous_trace = None
-        self._checkpoint()
+        self.checkpoint()
         self.active = False
         self.cur = None
+
+    def checkpoint(self):
+        """Attribute what changed since the last checkpoint (safe to call from hooks)."""
+        if self.active:
+            try:
+                self._checkpoint()
+            except Exception as exc:
+                self._fail(exc)
 
     # -- code classification --------------------------------------------------------------
     def _info(self, code) -> _CodeInfo:
@@ -338,13 +350,19 @@ class RngTracer:
             if info.project:
                 if not self.active:
                     return None
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                except Exception as exc:  # never let the tracer fail the user's test
+                    return self._fail(exc)
                 self.cur, self.cur_line = frame, frame.f_lineno
                 return self._local
             what = api.get(id(code))
             if what is not None:
                 if self.active:
-                    self._api_call(frame, *what)
+                    try:
+                        self._api_call(frame, *what)
+                    except Exception as exc:
+                        self._fail(exc)
                 return None
             caller = frame.f_back
             if caller is not None:
@@ -357,9 +375,22 @@ class RngTracer:
 
         return trace_call
 
+    def _fail(self, exc):
+        """Stop tracing this test and say why in its record, rather than break the test."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.active = False
+        return None
+
     def _local(self, frame, event, arg):
         if not self.active:
             return None
+        try:
+            self._trace_line(frame, event)
+        except Exception as exc:  # never let the tracer fail the user's test
+            return self._fail(exc)
+        return self._local
+
+    def _trace_line(self, frame, event):
         if event == "line":
             self._checkpoint()
             self.cur, self.cur_line = frame, frame.f_lineno
@@ -376,7 +407,6 @@ class RngTracer:
             while f is not None and not self._info(f.f_code).project:
                 f = f.f_back
             self.cur, self.cur_line = f, (f.f_lineno if f is not None else None)
-        return self._local
 
     def _api_call(self, frame, family, kind):
         if family == "loader":
@@ -606,12 +636,12 @@ class TracePlugin:
         self.scoped[id(fixturedef)] = cache
         self.fixtures_set_up.add(id(fixturedef))
         outer_sink, seedings_before = self.tracer.sink, len(self.tracer.seedings)
-        self.tracer._checkpoint()
+        self.tracer.checkpoint()
         self.tracer.sink = cache["draws"]
         try:
             return (yield)
         finally:
-            self.tracer._checkpoint()
+            self.tracer.checkpoint()
             self.tracer.sink = outer_sink
             cache["seedings"] = self.tracer.seedings[seedings_before:]
 
@@ -664,7 +694,7 @@ class TracePlugin:
         n = self.executions.get(item.nodeid, 0)
         self.executions[item.nodeid] = n + 1
         record = {
-            "nodeid": item.nodeid, "execution": n, "outcome": self.outcome,
+            "nodeid": item.nodeid, "execution": n, "outcome": self.outcome, "trace_error": tr.error,
             "draws": families, "seeded_by_test": seeded_by_test, "seedings": seedings,
             "rng_hygiene": bool(unseeded), "unseeded_families": unseeded,
             "fixtures": [{"name": c["name"], "scope": c["scope"], "set_up_in": c["nodeid"]}
