@@ -243,6 +243,11 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._open()
+        except sqlite3.OperationalError as exc:
+            self.close()
+            if "locked" in str(exc) or "busy" in str(exc) or "readonly" in str(exc):
+                raise _unavailable(self.path, exc) from None
+            raise AuditError(f"history store {self.path} cannot be opened ({exc}); it was left untouched") from None
         except sqlite3.DatabaseError as exc:
             self.close()
             raise AuditError(f"history store {self.path} is damaged or not an ml-audit store ({exc}); "
@@ -271,9 +276,10 @@ class Store:
         check = self._db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check: {check}")
-        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":  # e.g. a file system without shared memory: stay in rollback mode
-            self._db.execute("PRAGMA journal_mode = DELETE")
+        try:  # WAL persists in the file once set; a read-only store keeps whatever mode it has
+            self._db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            pass
 
     def _check_identity(self) -> int:
         """The schema version, after making sure the file is ours (or empty) and not from the future."""
@@ -295,7 +301,10 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction holding the write lock from the start: all of it is written or none."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(self.path, exc) from None
         try:
             yield self._db
         except BaseException:
@@ -480,6 +489,13 @@ class Store:
         for series in out.values():
             series.sort(key=lambda pair: (pair[0].started_at, pair[0].id))
         return out
+
+
+def _unavailable(path: Path, exc: Exception) -> AuditError:
+    if "readonly" in str(exc):
+        return AuditError(f"history store {path} is read-only: nothing can be recorded in it ({exc})")
+    return AuditError(f"history store {path} stayed locked by another process for over "
+                      f"{BUSY_TIMEOUT_MS // 1000} s ({exc}); nothing was written: try again")
 
 
 def store_path(cfg, override: str | None = None) -> Path:

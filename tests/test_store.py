@@ -182,3 +182,23 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         assert sorted(r.commit for r in runs) == ["a"] * 15 + ["b"] * 15 + ["c"] * 15
         assert all(len(store.tests(r.id)) == 20 for r in runs)
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_store_held_locked_too_long_is_a_clear_error_and_nothing_is_lost(tmp_path, monkeypatch):
+    import audit.store as store_module
+
+    path = tmp_path / "audit.sqlite"
+    with Store(path) as store:
+        store.record_flaky(_flaky(), started_at="2026-11-01T00:00:00Z")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+        with Store(path) as store:
+            with pytest.raises(AuditError, match="locked by another process"):
+                store.record_flaky(_flaky(), started_at="2026-11-02T00:00:00Z")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with Store(path) as store:
+        assert store.count() == 1

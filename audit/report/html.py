@@ -28,6 +28,7 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 6px 0 12px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #f3f4f6; vertical-align: top; }
 th { background: #f9fafb; font-weight: 600; }
+tr.test td { border-bottom: none; } tr.test td:first-child { width: 34%; } tr.details td { padding-top: 0; padding-bottom: 10px; }
 code, pre { font-family: ui-monospace, 'SFMono-Regular', Menlo, monospace; font-size: 12px; }
 code { background: #f3f4f6; padding: 1px 4px; border-radius: 3px; word-break: break-all; }
 pre { background: #f9fafb; border: 1px solid #e5e7eb; padding: 8px; overflow-x: auto; margin: 4px 0; }
@@ -81,17 +82,17 @@ def _flaky_table(tests: list[dict], title: str, empty: str) -> str:
         causes = "".join(f"<div>{_e(c)}</div>" for c in t["causes"]) or "<div class='sub'>cause not attributed</div>"
         hints = "".join(f"<div class='hint'>→ {_e(h)}</div>" for h in t["hints"])
         checked = " (checked: fails again)" if t["repro_verified"] else ""
-        repro = f"<div>repro{checked}: <code>{_e(t['repro'])}</code></div>" if t["repro"] else ""
+        details = f"<div>repro{checked}: <code>{_e(t['repro'])}</code></div>" if t["repro"] else ""
         if t["masked_by_reruns"]:
-            repro += f"<div class='hint bad'>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures</div>"
-        settings = (f"<div class='hint'>failed under: {_e('; '.join(t['failing_settings']))}</div>"
-                    if t["failing_settings"] else "")
+            details += f"<div class='hint bad'>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures</div>"
+        details += "".join(f"<div class='hint'>failed: {_e(f)}</div>" for f in t["failing_settings"])
         prev = t["previous"]
         was = f"<div class='hint'>before: {_e(prev['verdict'])} {_pct(prev['rate'])}</div>" if prev else ""
-        out.append(f"<tr><td><code>{_e(t['nodeid'])}</code>{repro}</td>"
+        out.append(f"<tr class='test'><td><code>{_e(t['nodeid'])}</code></td>"
                    f"<td>{_pct(t['rate'])}<div class='hint'>{_interval(t)}</div>{was}</td>"
-                   f"<td>{t['failures']}/{t['executions']}</td><td>{spark}</td>"
-                   f"<td>{causes}{settings}{hints}</td></tr>")
+                   f"<td>{t['failures']}/{t['executions']}</td><td>{spark}</td><td>{causes}{hints}</td></tr>")
+        if details:
+            out.append(f"<tr class='details'><td colspan='5'>{details}</td></tr>")
     out.append("</table>")
     return "".join(out)
 

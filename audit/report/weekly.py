@@ -165,13 +165,22 @@ def _setting_hints(test: dict) -> list[str]:
                 continue
             hints.append(f"it draws no randomness and its {len(fails)} failure(s) all ran {where.format(v=value)}: "
                          f"{FIX_HINTS[source]}")
-    return hints
+    return hints if len(fails) > 1 else hints[:1]  # one failure shares every setting: name the likeliest
+
+
+# Keys of a failing setting worth showing (the per-family seeds are in the repro command).
+_SETTING_KEYS = ("threads", "hashseed", "deterministic", "order")
 
 
 def _settings_text(setting: Any) -> str:
-    if isinstance(setting, dict):
-        return " ".join(f"{k}={v}" for k, v in setting.items())
-    return str(setting)
+    """One failing execution in a line: the settings that vary per process, then what failed."""
+    if not isinstance(setting, dict):
+        return str(setting)
+    shown = [f"{k}={setting[k]}" for k in _SETTING_KEYS if k in setting]
+    shown += [f"{k}={v}" for k, v in setting.items()
+              if k not in (*_SETTING_KEYS, "seeds", "round", "attempt", "outcome", "digest")]
+    digest = str(setting.get("digest") or "").strip()
+    return " ".join(shown) + (f": {digest}" if digest else "")
 
 
 def _test_entry(test: dict, series: list[tuple[Run, dict]], previous: dict | None, extra: dict) -> dict:
@@ -181,7 +190,7 @@ def _test_entry(test: dict, series: list[tuple[Run, dict]], previous: dict | Non
         "masked_by_reruns": int(extra.get("masked_by_reruns") or 0), "repro_verified": extra.get("repro_verified"),
         "nodeid": test["nodeid"], "verdict": test["verdict"], "rate": test["rate"],
         "interval": test["interval"], "executions": test["executions"], "failures": test["failures"],
-        "repro": test["repro"], "failing_settings": [_settings_text(s) for s in test["failing_settings"][:5]],
+        "repro": test["repro"], "failing_settings": [_settings_text(s) for s in test["failing_settings"][:3]],
         "causes": [_cause_text(c) for c in test["causes"]], "hints": _hints(test, extra),
         "previous": ({"verdict": previous["verdict"], "rate": previous["rate"], "executions": previous["executions"]}
                      if previous else None),
