@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.flaky.trace import read_trace
+from audit.flaky.trace import hygiene_list, read_trace
 
 PKG = textwrap.dedent('''\
     import random
@@ -353,3 +353,13 @@ def test_a_tracer_fault_stops_tracing_but_never_fails_the_test(tmp_path):
     assert result == 10
     assert tracer.error == "RuntimeError: state unreadable"
     assert sys.gettrace() is previous
+
+
+def test_hygiene_list_names_the_unseeded_consumers(traced):
+    listed = {e["nodeid"].split("::")[1]: e for e in hygiene_list(traced["records"].values())}
+    assert set(listed) == {"test_noise", "test_dropout_and_init", "test_randperm", "test_split_first",
+                           "test_split_second", "test_beta", "test_loader", "test_np_global", "test_np_fresh_rng",
+                           "test_py_random", "test_fork_rng_then_dropout"}
+    assert listed["test_np_global"] == {"nodeid": "test_rng.py::test_np_global", "families": ["numpy"],
+                                        "sites": {"numpy": ["rngpkg.py:40 (np_global)"]}}
+    assert listed["test_fork_rng_then_dropout"]["sites"] == {"torch": ["rngpkg.py:20 (Block.forward)"]}

@@ -73,6 +73,19 @@ def read_trace(path) -> dict[str, dict]:
     return records
 
 
+def hygiene_list(records) -> list[dict]:
+    """The RNG hygiene list: tests that consume a global RNG they never seed (latent flakiness,
+    failing or not), with the unseeded sites per family, in node id order."""
+    listed = []
+    for rec in sorted(records, key=lambda r: r["nodeid"]):
+        if not rec.get("rng_hygiene"):
+            continue
+        sites = {f: [f"{s['path']}:{s['line']} ({s['function']})" for s in rec["draws"][f]["sites"] if s["unseeded"]]
+                 for f in rec["unseeded_families"]}
+        listed.append({"nodeid": rec["nodeid"], "families": list(rec["unseeded_families"]), "sites": sites})
+    return listed
+
+
 def trace_tests(cfg, nodeids, *, extra_args=(), env: dict | None = None, timeout: float = 600.0) -> dict[str, dict]:
     """Run *nodeids* once in a fresh interpreter under this plugin; their records by node id.
 
