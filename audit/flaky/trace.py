@@ -19,14 +19,16 @@ a state seen earlier in the test is a restore (``fork_rng``, ``set_rng_state``).
 "seeded" when the stream it came from was seeded by project code in this test, so a test that
 consumes a global stream it never seeded gets the ``rng_hygiene`` flag.
 
-Also recorded: ``np.random.default_rng()``/``RandomState()`` without a seed (they read 128 bits of
-OS entropy through ``SystemRandom.getrandbits``), and the project lines that call ``torch.empty``,
+Also recorded: ``np.random.default_rng()`` (or ``SeedSequence()``) without a seed, seen as the
+128-bit OS entropy read it makes through ``SystemRandom.getrandbits``; where each DataLoader was
+built, to name it when its iterator draws; and the project lines that call ``torch.empty``,
 ``empty_like``, ``empty_strided`` or ``Tensor.new_empty`` (memory that deterministic mode NaN-fills).
 
 Known blind spots: a draw served wholly from a Gaussian cache (numpy legacy ``gauss``, python
-``random.gauss``) leaves the MT state alone and is not seen on its own; other threads and
-DataLoader worker processes are not traced; a project that installs its own ``sys.settrace``
-(coverage, debuggers) loses it for the traced tests.
+``random.gauss``) leaves the MT state alone and is not seen on its own; ``np.random.RandomState()``
+without a seed is not told from ``RandomState(seed)`` (both read entropy first); CUDA generators,
+other threads and DataLoader worker processes are not traced; a project that installs its own
+``sys.settrace`` (coverage, debuggers) loses it for the traced tests.
 """
 
 from __future__ import annotations
