@@ -6,16 +6,26 @@ lines and keep the user's tree clean (no ``.pytest_cache``, no ``__pycache__``) 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from audit.errors import AuditError
 
+
+def _quiet_args() -> list[str]:
+    args = ["-p", "no:cacheprovider"]
+    if importlib.util.find_spec("pytest_benchmark"):  # it creates .benchmarks/ in the rootdir of every run
+        args.append(f"--benchmark-storage=file://{Path(tempfile.gettempdir()) / 'ml-audit-benchmarks'}")
+    return args
+
+
 # Arguments every pytest run we start gets: nothing may be written into the user's project.
-QUIET_ARGS = ["-p", "no:cacheprovider"]
+QUIET_ARGS = _quiet_args()
 
 
 def project_root(path: str | os.PathLike) -> Path:
