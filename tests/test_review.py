@@ -192,3 +192,16 @@ def test_a_ref_with_no_recorded_run_exits_2(repo, capsys):
         _record(store, "0" * 40, set(), NOW)
     assert main(["review", str(repo), "--baseline", "HEAD"]) == 2
     assert "no audit run is recorded at HEAD" in capsys.readouterr().err
+
+
+def test_a_since_run_is_checked_for_survivors_but_its_score_is_not_compared(tmp_path, project):
+    base, cur = mutate_result(set()), mutate_result({"drop_eval", "change_dim"})
+    cur["since"] = "v1.0"  # what `audit mutate --since v1.0` writes
+    cur["mutants"] = [m for m in cur["mutants"] if m["operator"] in ("drop_eval", "change_dim")]
+    (tmp_path / "b.json").write_text(json.dumps(base))
+    (tmp_path / "c.json").write_text(json.dumps(cur))
+    code, data = _review(project, "--baseline", str(tmp_path / "b.json"), "--current", str(tmp_path / "c.json"))
+    assert code == 1 and data["current"]["partial"]
+    assert any(s.startswith("score_drop: a mutate run covering only changed lines") for s in data["skipped"])
+    (reason,) = data["reasons"]
+    assert reason["check"] == "new_survivors" and len(reason["evidence"]) == 2
