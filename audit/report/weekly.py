@@ -381,6 +381,11 @@ def _slowest_and_cost(store: Store, flaky: dict, top: int, notes: list) -> tuple
     return slowest, cost
 
 
+def _project_name(recorded: str) -> str:
+    """Runs may record the project as its folder's path: the report shows the folder's name."""
+    return PurePosixPath(recorded.replace("\\", "/")).name if "/" in recorded or "\\" in recorded else recorded
+
+
 def build_weekly(store: Store, *, since: str = "7d", until=None, history: str = "8w", top: int = 10,
                  project: str | None = None) -> WeeklyReport:
     """The report for the period from *since* (a span back from *until*, or a date) to *until* (now)."""
@@ -400,7 +405,7 @@ def build_weekly(store: Store, *, since: str = "7d", until=None, history: str = 
     slowest, cost = _slowest_and_cost(store, flaky, top, notes)
     latest = store.latest("flaky", until=end) or store.latest("mutate", until=end)
     return WeeklyReport(
-        project=project or (latest.project if latest else ""), store=str(store.path),
+        project=project or _project_name(latest.project if latest else ""), store=str(store.path),
         generated_at=_iso(datetime.now(timezone.utc)),
         period={"since": _iso(start), "until": _iso(end), "span": since, "history_since": _iso(back)},
         runs={"flaky": [_run_summary(r) for r in in_period if r.kind == "flaky"],
