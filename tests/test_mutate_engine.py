@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -188,3 +189,10 @@ def test_scratch_copy_mirrors_the_project_and_skips_caches(tmp_path):
     engine.sync_copy(project, dest, set())
     assert not (dest / "tests" / "test_core.py").exists() and (dest / "mutants").is_dir()
     assert os.stat(dest / "tinyml" / "core.py").st_mtime_ns == os.stat(project / "tinyml" / "core.py").st_mtime_ns
+
+
+def test_worker_pins_torch_to_one_thread_against_user_code():
+    code = ("import torch; from audit.mutate.worker import guard_threads; guard_threads(); "
+            "torch.set_num_threads(4); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
