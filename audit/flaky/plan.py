@@ -243,7 +243,10 @@ class Planner:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}
             # do not plan beyond what the remaining units can reach anyway
             units_left = max(1.0, workers * seconds_left / (self.startup + allowance))
-            want = {n: max(floor, min(need[n], math.ceil(need[n] / units_left) * 2)) for n in drawing}
+            # no test may take more than twice its fair share of the unit's time
+            fair = 2 * allowance / len(drawing)
+            want = {n: max(floor, min(need[n], math.ceil(need[n] / units_left) * 2,
+                                      caps[n] + int(fair / cost[n]))) for n in drawing}
             progress = {n: self.tally[n].executions + floor for n in drawing}
             first_round = spent
             while spent - first_round < allowance:

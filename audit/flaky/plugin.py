@@ -141,6 +141,16 @@ class _Families:
         return hashlib.blake2b(raw, digest_size=6).hexdigest()
 
 
+def _fewer_final_collections(config) -> None:
+    """pytest runs gc.collect() five times at exit to surface unraisable exceptions; with torch's
+    heap that is seconds per interpreter. Units keep one pass (the feature stays on)."""
+    try:
+        from _pytest.unraisableexception import gc_collect_iterations_key
+    except ImportError:  # pragma: no cover - older or newer pytest
+        return
+    config.stash[gc_collect_iterations_key] = 1
+
+
 def _failure_digest(report) -> str:
     """One line saying how a failing phase failed: the exception line and where it was raised."""
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -169,6 +179,8 @@ class AuditPlugin:
             self.base = self.unit["seed_base"]
             self.modes = {f: self.unit["seeds"].get(f) for f in FAMILIES}
             self.deterministic = self.unit.get("deterministic")
+        if self.unit:
+            _fewer_final_collections(config)
         rows = config.getoption("audit_rows")
         self.rows = open(rows, "a", buffering=1) if rows else None
         self.round = 0
@@ -260,7 +272,7 @@ class AuditPlugin:
             raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
         if session.config.option.collectonly:
             return True
-        self._emit({"event": "ready", "tests": len(session.items)})
+        self._emit({"event": "ready", "tests": len(session.items), "at": time.time()})
         unit = self.unit
         threads = unit.get("threads") or [None]
         caps = unit.get("caps") or {}
@@ -300,7 +312,7 @@ class AuditPlugin:
                      or len(signatures[item.nodeid]) > 1)
                 and "skip" not in seen[item.nodeid]
             ]
-        self._emit({"event": "end", "rounds": self.round + 1})
+        self._emit({"event": "end", "rounds": self.round + 1, "at": time.time()})
         return True
 
     def _late(self) -> bool:
