@@ -56,7 +56,7 @@ def source_paths(cfg) -> list[str]:
     if cfg.mutate.paths_to_mutate:
         for p in cfg.mutate.paths_to_mutate:
             if not (root / p).exists():
-                raise AuditError(f"[tool.audit.mutate] paths_to_mutate: {p!r} does not exist in {root}")
+                raise AuditError(f"tool.audit.mutate.paths_to_mutate: {p!r} does not exist in {root}")
         return [str(Path(p)) for p in cfg.mutate.paths_to_mutate]
     base = root / "src" if (root / "src").is_dir() else root
     found = sorted(str(d.relative_to(root)) for d in base.iterdir()
@@ -64,7 +64,7 @@ def source_paths(cfg) -> list[str]:
                    and not d.name.startswith((".", "test")))
     if not found:
         raise AuditError(f"no Python package found to mutate in {root}; "
-                         f"set [tool.audit.mutate] paths_to_mutate")
+                         f"set tool.audit.mutate.paths_to_mutate in pyproject.toml")
     return found
 
 
@@ -131,12 +131,12 @@ def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
     if proc.returncode == 0:
         return
     if proc.returncode == 5:
-        raise AuditError(f"no tests collected in {cfg.root} (after [tool.audit.mutate] deselect)")
+        raise AuditError(f"no tests collected in {cfg.root} (after tool.audit.mutate.deselect)")
     failing = _failing_tests(out)
     if failing:
         listed = "\n  ".join(failing)
         raise AuditError(f"the test suite fails before any mutation ({len(failing)} failing); fix these or "
-                         f"list them in [tool.audit.mutate] deselect:\n  {listed}")
+                         f"list them in tool.audit.mutate.deselect (pyproject.toml):\n  {listed}")
     tail = "\n".join(out.strip().splitlines()[-25:])
     raise AuditError(f"the test suite cannot run before mutation (pytest exit {proc.returncode}):\n{tail}")
 
