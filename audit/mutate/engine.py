@@ -158,6 +158,9 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     sources = source_paths(cfg)
     since = getattr(settings, "since", "") or None
     allowed = _allowed_lines(cfg, since, sources) if since else None
+    if allowed is not None and not any(allowed.values()):  # no source line changed: nothing to mutate
+        return MutateResult(project=str(cfg.root), mutants=[], operators=names, since=since,
+                            fail_under=settings.fail_under)
 
     scratch = cache_dir(cfg.root)
     workdir = scratch / "project"

@@ -40,7 +40,8 @@ def survivor(mutant) -> Group:
     head = Text.assemble((f"{mutant.path}:{mutant.line}", "bold"), f"  {mutant.function}  ",
                          (mutant.operator, "magenta"), "  ", (f"[{mutant.id}]", "dim"))
     bug = Text(f"  bug: {op.bug}" if op else "", style="dim")
-    kill = Text.assemble("  would be killed by a ", (f"{mutant.killer_kind}", "cyan"), " test")
+    article = "an" if mutant.killer_kind[0] in "aeiou" else "a"
+    kill = Text.assemble(f"  would be killed by {article} ", (mutant.killer_kind, "cyan"), " test")
     return Group(head, bug, kill, Syntax(mutant.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default"))
 
 
