@@ -174,6 +174,10 @@ def test_since_maps_changed_lines_to_source_files(tmp_path):
     cfg = load_config(project)
     assert engine._allowed_lines(cfg, "HEAD", ["tinyml"]) == {"tinyml/core.py": [18]}
 
+    subprocess.run([*git, "commit", "-qam", "change"], cwd=project, check=True)
+    quiet = engine.run_mutate(load_config(project, {"mutate": {"since": "HEAD", "fail_under": 90.0}}))
+    assert quiet.mutants == [] and quiet.passed and quiet.exit_code == 0
+
 
 def test_scratch_copy_mirrors_the_project_and_skips_caches(tmp_path):
     project = make_project(tmp_path / "proj")
