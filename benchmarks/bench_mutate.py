@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--operators", default="ml")
     parser.add_argument("--sample", type=int, default=15, help="mutants run as fresh processes")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     parser.add_argument("--deselect", action="append", default=[], metavar="NODEID",
                         help="also leave this test out (e.g. a planted flaky test that fails at seed 0)")
     args = parser.parse_args(argv)
@@ -130,6 +131,14 @@ def main(argv=None) -> int:
         print(f"ratio audit/mutmut  {rate['audit'] / rate['mutmut']:.2f}")
     if rate["process"]:
         print(f"ratio audit/process {rate['audit'] / rate['process']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "project": str(cfg.root), "operators": args.operators, "children": args.children,
+            "mutants": {"audit": n_audit, "mutmut": n_mutmut, "process": n_proc},
+            "seconds": {"audit": t_audit, "mutmut": t_mutmut, "process": t_proc}, "per_second": rate,
+            "ratio": {"audit/mutmut": rate["audit"] / rate["mutmut"] if rate["mutmut"] else None,
+                      "audit/process": rate["audit"] / rate["process"] if rate["process"] else None},
+        }, indent=2) + "\n")
     return 0
 
 
