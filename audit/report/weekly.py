@@ -265,8 +265,14 @@ def _module(m: dict) -> str:
 
 
 def mutant_key(m: dict) -> tuple:
-    """What identifies "the same mutant" across runs: mutmut's numbering shifts as code changes."""
-    return (m["operator"], m["path"], m.get("function"), m["diff"].strip())
+    """What identifies "the same mutant" across runs: operator, file, function and the changed lines.
+
+    Not mutmut's id (its numbering shifts as code changes) and not the diff's context lines or
+    line numbers (an edit nearby would make the same mutant look new).
+    """
+    changed = tuple(ln.strip() for ln in (m.get("diff") or "").splitlines()
+                    if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+    return (m["operator"], m["path"], m.get("function"), changed)
 
 
 def killing_test(m: dict, extra: dict | None = None) -> tuple[str, str]:
