@@ -271,7 +271,7 @@ def mutant_key(m: dict) -> tuple:
     line numbers (an edit nearby would make the same mutant look new).
     """
     changed = tuple(ln.strip() for ln in (m.get("diff") or "").splitlines()
-                    if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+                    if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---")))
     return (m["operator"], m["path"], m.get("function"), changed)
 
 
