@@ -94,9 +94,12 @@ def expected():
 
 @pytest.fixture(scope="module")
 def run(expected, tmp_path_factory):
-    import os
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUDIT_MUTATE_CACHE", str(tmp_path_factory.mktemp("mutate-cache")))
+        return _run(expected)
 
-    os.environ["AUDIT_MUTATE_CACHE"] = str(tmp_path_factory.mktemp("mutate-cache"))
+
+def _run(expected):
     before = _tree(SAMPLE)
     cfg = configure(SAMPLE)
     operators = sorted({e["operator"] for kind in ("weakness", "strong") for e in expected.get(kind, [])})
