@@ -30,3 +30,20 @@ def mutate(path: str | Path = ".", **settings: Any):
     from audit.mutate.engine import run_mutate
 
     return run_mutate(configure(path, "mutate", **settings))
+
+
+def report(path: str | Path = ".", *, until=None, formats: list[str] | None = None, out: str | None = None,
+           db: str | None = None, **settings: Any):
+    """Write the weekly quality report from the history store; returns (report, written paths)."""
+    from audit.report.weekly import write_report
+
+    return write_report(configure(path, "report", **settings), until=until, formats=formats, out=out, db=db)
+
+
+def review(path: str | Path = ".", *, baseline: list[str], current: list[str] | None = None,
+           db: str | None = None, changed_since: str | None = None, **settings: Any):
+    """Compare the current state with a baseline; returns a Review whose exit_code gates a release."""
+    from audit.review import run_review
+
+    return run_review(configure(path, "review", **settings), baseline=list(baseline), current=current, db=db,
+                      changed_since=changed_since)

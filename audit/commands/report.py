@@ -46,13 +46,10 @@ def summary(report) -> list[str]:
 def run(args) -> int:
     from rich.console import Console
 
-    from audit.config import load_config
-    from audit.project import project_root
-    from audit.report.weekly import write_report
+    from audit import api
 
-    cfg = load_config(project_root(args.path))
-    report, written = write_report(cfg, since=args.since, until=args.until,
-                                   formats=formats_of(args.format) if args.format else None, out=args.out, db=args.db)
+    report, written = api.report(args.path, since=args.since, until=args.until,
+                                 formats=formats_of(args.format) if args.format else None, out=args.out, db=args.db)
     console = Console(highlight=False)
     for line in summary(report):
         console.print(line)

@@ -31,13 +31,11 @@ def run(args) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from audit.config import load_config
-    from audit.project import project_root
-    from audit.review import run_review, write_review
+    from audit import api
+    from audit.review import write_review
 
-    cfg = load_config(project_root(args.path), {"review": {"max_score_drop": args.max_score_drop}})
-    review = run_review(cfg, baseline=args.baseline, current=args.current, db=args.db,
-                        changed_since=args.changed_since)
+    review = api.review(args.path, baseline=args.baseline, current=args.current, db=args.db,
+                        changed_since=args.changed_since, max_score_drop=args.max_score_drop)
     console = Console(highlight=False)
     b, c = review.baseline, review.current
     console.print(f"baseline: {escape(b.flaky_source or '–')} / {escape(b.mutate_source or '–')}")
@@ -50,6 +48,7 @@ def run(args) -> int:
         console.print(f"[green]ok[/]   {escape(line)}")
     for line in review.skipped:
         console.print(f"[yellow]skip[/] {escape(line)}")
+    cfg = api.configure(args.path)
     folder = Path(args.out).expanduser() if args.out else Path(cfg.root) / cfg.reports_dir
     for path in write_review(review, folder):
         console.print(f"wrote {escape(str(path))}")
