@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 import audit
 import audit.commands
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AuditError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]audit {args.command}: error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]audit {args.command}: error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
 
 

@@ -64,3 +64,9 @@ def test_every_command_has_help_text():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, p in sub.choices.items():
         assert p.description, name
+
+
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("[tool.audit.mutate]\n'bad[cpu]' = 1\n")
+    assert main(["config", str(tmp_path)]) == 2
+    assert "tool.audit.mutate.bad[cpu]" in capsys.readouterr().err
