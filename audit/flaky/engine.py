@@ -84,12 +84,14 @@ class _State:
             f = self.path / name
             if f.is_file():
                 for line in f.read_text().splitlines():
-                    if line.strip():
+                    try:
                         rec = json.loads(line)
-                        if target is None:
-                            units[rec["id"]] = rec
-                        else:
-                            target.append(rec)
+                    except ValueError:
+                        continue  # a line cut short by Ctrl-C
+                    if target is None:
+                        units[rec["id"]] = rec
+                    else:
+                        target.append(rec)
         return rows, units
 
     def save(self) -> None:

@@ -30,6 +30,9 @@ EXEC_TARGET = 300
 UNIT_TARGET = 100
 MAX_ROUNDS = 60
 MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first round
+# in-process repetition per unit, relative to its start-up: more finds rare RNG flakes sooner,
+# less buys more interpreters (hash seeds, orders, determinism)
+IN_PROCESS_SHARE = 0.75
 SLOW_TEST = 0.25       # seconds: slower tests take turns instead of joining every interpreter
 QUARANTINE_UNITS = 3   # extra lone runs of a test that hung or crashed
 
@@ -226,8 +229,8 @@ class Planner:
 
         Every test runs once per thread count. Tests that draw fresh randomness then get more,
         always to the one with the fewest executions so far (weighing slow tests by their
-        cost), until the unit's in-process time reaches what it pays to start it up: about as
-        long again as the start-up, less when the budget cannot afford many more units.
+        cost), until the unit's in-process time reaches IN_PROCESS_SHARE of its start-up time
+        (at most MAX_IN_PROCESS seconds); no test gets more than the remaining units need.
         """
         floor = 1   # thread counts then alternate between interpreters (thread_offset)
         caps = {n: floor for n in tests}
@@ -238,7 +241,7 @@ class Planner:
                 caps[n] = 2   # a second execution shows whether its draws vary with the seed
         spent = sum(cost[n] * caps[n] for n in tests)
         drawing = [n for n in tests if self.tally[n].draws and self.tally[n].executions]
-        allowance = min(max(1.5 * self.startup, 1.0), MAX_IN_PROCESS)
+        allowance = min(max(IN_PROCESS_SHARE * self.startup, 1.0), MAX_IN_PROCESS)
         if self.exec_target and drawing:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}
             # do not plan beyond what the remaining units can reach anyway

@@ -257,7 +257,8 @@ class AuditPlugin:
         wanted = self.unit["tests"]
         by_id = {item.nodeid: item for item in items}
         keep = [by_id[n] for n in wanted if n in by_id]
-        dropped = [item for item in items if item.nodeid not in set(wanted)]
+        wanted_set = set(wanted)
+        dropped = [item for item in items if item.nodeid not in wanted_set]
         for missing in (n for n in wanted if n not in by_id):
             self._emit({"event": "missing", "nodeid": missing})
         if dropped:
