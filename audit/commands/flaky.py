@@ -52,7 +52,8 @@ def add_arguments(parser):
     parser.add_argument("--determinism", action=argparse.BooleanOptionalAction, default=None,
                         help="toggle torch.use_deterministic_algorithms (default on)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the last audit of this project (after Ctrl-C or a spent budget)")
+                        help="continue the last audit of this project after Ctrl-C; --budget counts the "
+                             "time already spent, so raise it (or --runs) to go further after a full run")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
 
 
