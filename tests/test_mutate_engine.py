@@ -108,8 +108,13 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     ops = "drop_eval,change_dim,drop_optimizer_step,drop_zero_grad,drop_no_grad"
     code = main(["mutate", str(project), "--operators", ops, "--json", str(out / "m.json"),
                  "--stryker", str(out / "s.json"), "--max-children", "2"])
-    assert tree_digest(project) == before  # byte-identical, and no new file or folder
+    after = tree_digest(project)
+    assert set(after) - set(before) == {"reports", "reports/audit.sqlite"}  # the history store, nothing else
+    assert {path: after[path] for path in before} == before  # byte-identical
     data = json.loads((out / "m.json").read_text())
+    from audit.store import Store
+    with Store(project / "reports" / "audit.sqlite", create=False) as store:
+        assert [run.kind for run in store.runs()] == ["mutate"]
     assert data["schema"] == "ml-audit.mutate/1"
     by = {(m["function"], m["operator"]): m for m in data["mutants"]}
     assert set(by) == {("probs", "change_dim"), ("predict", "drop_no_grad"), ("predict", "drop_eval"),
@@ -139,7 +144,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     predict = [m for m in second["mutants"] if m["function"] == "predict"]
     assert [(m["id"], m["status"]) for m in predict] == [("tinyml.core.x_predict__mutmut_1", "killed")]
     assert code == 1  # step's swap survives (nothing checks the mode there): score below 100
-    assert tree_digest(project) == before
+    assert {path: digest for path, digest in tree_digest(project).items() if not path.startswith("reports")} == before
 
 
 def test_failing_suite_is_a_usage_error_naming_the_tests(tmp_path, capsys):

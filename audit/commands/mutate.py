@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_project_argument
+from audit.commands import add_history_arguments, add_project_argument, record_history
 from audit.errors import AuditError
 
 NAME = "mutate"
@@ -22,9 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the score (0-100) is lower")
     parser.add_argument("--max-children", type=int, metavar="N", help="parallel mutant workers (default: CPU cores)")
     parser.add_argument("--list-operators", action="store_true", help="print the operators and exit")
-    parser.add_argument("--record", action="store_true",
-                        help="record this run in the history store ([tool.audit] db, or --db)")
-    parser.add_argument("--db", metavar="FILE", help="history store for --record (default: [tool.audit] db)")
+    add_history_arguments(parser)
 
 
 def run(args) -> int:
@@ -34,7 +32,7 @@ def run(args) -> int:
     if args.list_operators:
         console.print(operators_table())
         return 0
-    from audit import api, vcs
+    from audit import api
     from audit.mutate.engine import run_mutate
     from audit.report import mutate_json, stryker
 
@@ -50,14 +48,6 @@ def run(args) -> int:
         console.print(f"wrote {mutate_json.write(result, args.json)}")
     if args.stryker:
         console.print(f"wrote {stryker.write(result, args.stryker)}")
-    if args.record or args.db:
-        from audit.store import Store, store_path
-
-        try:
-            with Store(store_path(cfg, args.db)) as store:
-                store.record_mutate(data, project=str(cfg.root), commit=vcs.head_commit(cfg.root),
-                                    branch=vcs.branch(cfg.root), duration=result.elapsed,
-                                    settings={"operators": cfg.mutate.operators, "since": cfg.mutate.since or None})
-        except AuditError as exc:
-            Console(stderr=True).print(f"[yellow]audit mutate: not recorded in the history store:[/] {exc}")
+    record_history(cfg, args, data, duration=result.elapsed, console=console,
+                   settings={"operators": cfg.mutate.operators, "since": cfg.mutate.since or None})
     return result.exit_code
