@@ -39,10 +39,11 @@ NOT_WORTH = 0.03            # 0 failures and a 95% bound below this: stop releas
 PIN_SEEDS = (1234, 20261122, 777, 31337)      # tried in turn until a test passes pinned
 PIN_HASHSEEDS = ("1", "2", "3", "4")
 BASE_ROUNDS = 40            # pinned executions per test and chunk
-CHUNKS = (60, 100)          # released executions of an RNG family per test, first and second chunk
+CHUNKS = (60, 100, 240)     # released executions of an RNG family per test and chunk (the last: only
+                            # for a family that made it fail without reaching significance yet)
 FIXED_ROUNDS = 12           # executions of a fixed setting (thread counts cycled, determinism on)
-HASH_INTERPRETERS = (4, 6)  # new hash seeds tried per test, first and second batch
-ORDER_INTERPRETERS = (3, 4)  # reversed + shuffled whole-suite orders, first and second batch
+HASH_INTERPRETERS = (4, 6, 10)  # new hash seeds tried per test and batch (the last: as for CHUNKS)
+ORDER_INTERPRETERS = (3, 4, 6)  # reversed + shuffled whole-suite orders per batch (the last: as for CHUNKS)
 CONFIRM_ROUNDS = 30
 
 
@@ -113,6 +114,7 @@ class _Lab:
         axes = Axes.from_config(cfg.flaky)
         self.default_threads = axes.default_threads
         self.threads = axes.threads if len(axes.threads) > 1 else sorted({1, 2, axes.default_threads})
+        self.plugins_off: list[str] = []
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -124,13 +126,16 @@ class _Lab:
         if threads is None:
             threads = self.threads if "threads" in release else [self.default_threads]
         self.next_id += 1
-        return Unit(id=self.next_id, tests=list(tests), order=order,
+        unit = Unit(id=self.next_id, tests=list(tests), order=order,
                     hashseed=hashseed or PIN_HASHSEEDS[pin],
                     deterministic="on" if "determinism" in release else deterministic,
                     seeds={f: ("fresh" if f in release else seed) for f in RNG},
                     seed_base=self.rand.randrange(2 ** 32), rounds=rounds, threads=list(threads),
                     env_threads=threads[0] if len(threads) == 1 else None,
-                    runs_without_draws=rounds, max_runs_per_test=rounds, stop_when_flaky=False)
+                    runs_without_draws=rounds, max_runs_per_test=rounds, stop_when_flaky=False,
+                    plugins_off=list(self.plugins_off))
+        unit.unit_pin = pin   # not serialised: only for grouping results here
+        return unit
 
     def run(self, jobs: list) -> list:
         """Run *jobs* (units, or callables for other work) in parallel; results in job order."""
@@ -219,7 +224,8 @@ def _in_process(lab: _Lab, cases: dict[str, _Case]) -> None:
         for pin in sorted({c.pin for c in cases.values() if c.pin is not None}):
             group = [c for c in cases.values() if c.pin == pin and not c.significant()]
             for source in IN_PROCESS:
-                tests = [c.nodeid for c in group if source not in c.done]
+                tests = [c.nodeid for c in group if source not in c.done
+                         and (chunk < len(CHUNKS) - 1 or c.released.get(source, (0, 0))[0])]
                 if not tests:
                     continue
                 fixed = source in ("threads", "determinism")
@@ -228,7 +234,7 @@ def _in_process(lab: _Lab, cases: dict[str, _Case]) -> None:
                 n = max(FIXED_ROUNDS, 3 * len(lab.threads)) if fixed else rounds
                 jobs.append(lab.unit(tests, pin=pin, rounds=n, release=(source,)))
                 keys.append((pin, source))
-            tests = [c.nodeid for c in group if set(IN_PROCESS) - c.done]
+            tests = sorted({t for u in jobs if u.unit_pin == pin for t in u.tests})
             if chunk and tests:
                 jobs.append(lab.unit(tests, pin=pin, rounds=BASE_ROUNDS))
                 keys.append((pin, "pinned"))
@@ -270,7 +276,8 @@ def _interpreter_sources(lab: _Lab, cases: dict[str, _Case], everything: list[st
     so far are confirmed in the same batches."""
     orders_tried = 0
     for batch in range(len(HASH_INTERPRETERS)):
-        need = {s: [c for c in cases.values() if c.pin is not None and not c.significant() and s not in c.done]
+        need = {s: [c for c in cases.values() if c.pin is not None and not c.significant() and s not in c.done
+                    and (batch < len(HASH_INTERPRETERS) - 1 or c.released.get(s, (0, 0))[0])]
                 for s in ("hashseed", "order")}
         confirm_jobs, confirm_keys = _confirm_jobs(lab, cases, everything)
         if not (need["hashseed"] or need["order"] or confirm_jobs) or lab.left() < 20:
@@ -282,6 +289,7 @@ def _interpreter_sources(lab: _Lab, cases: dict[str, _Case], everything: list[st
                 jobs.append(lab.unit(tests, pin=pin, rounds=1, hashseed=str(lab.rand.randrange(1, 2 ** 32))))
                 kinds.append(("hashseed", pin))
         for pin in sorted({c.pin for c in need["order"]}):
+            victims = {c.nodeid for c in need["order"] if c.pin == pin}
             for k in range(ORDER_INTERPRETERS[batch]):
                 ordered = list(everything)
                 if orders_tried + k == 0:
@@ -291,7 +299,9 @@ def _interpreter_sources(lab: _Lab, cases: dict[str, _Case], everything: list[st
                     shuffle_seed = lab.rand.randrange(2 ** 32)
                     random.Random(shuffle_seed).shuffle(ordered)
                     name = f"shuffle:{shuffle_seed}"
-                jobs.append(lab.unit(ordered, pin=pin, rounds=1, order=name))
+                # nothing after the last victim can matter to it
+                last = max(ordered.index(v) for v in victims)
+                jobs.append(lab.unit(ordered[: last + 1], pin=pin, rounds=1, order=name))
                 kinds.append(("order", pin))
         orders_tried += ORDER_INTERPRETERS[batch]
         for (kind, key), res in zip(kinds, lab.run(jobs)):
@@ -314,6 +324,7 @@ def _interpreter_sources(lab: _Lab, cases: dict[str, _Case], everything: list[st
                         case.failing_order = before
         for kind, todo in need.items():
             most = sum(HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS)
+            most -= (HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS)[-1]
             for case in todo:
                 f, n = case.released.get(kind, (0, 0))
                 if (f and case.p(kind) < SIGNIFICANT) or (f == 0 and n >= most) or batch == len(HASH_INTERPRETERS) - 1:
@@ -356,7 +367,8 @@ def _probe(lab: _Lab, case: _Case, tests: list[str]) -> dict[str, list[dict]]:
     statediff probe in one interpreter."""
     with tempfile.TemporaryDirectory(prefix="ml-audit-statediff-") as tmp:
         out = Path(tmp) / "diff.jsonl"
-        cmd = pytest_command(lab.cfg, "-p", "no:randomly", "-p", "audit.flaky.statediff",
+        off = [a for name in lab.plugins_off for a in ("-p", f"no:{name}")]
+        cmd = pytest_command(lab.cfg, "-p", "no:randomly", *off, "-p", "audit.flaky.statediff",
                              f"--audit-statediff={out}")
         cmd = cmd[: len(cmd) - len(lab.cfg.test_paths)] + [*tests, case.nodeid]
         env = {"PYTHONHASHSEED": PIN_HASHSEEDS[case.pin], "OMP_WAIT_POLICY": "PASSIVE"}
@@ -532,6 +544,9 @@ def attribute(cfg, result, *, budget_seconds: float, progress=None, workers: int
         settings = result.get("settings", {}) if isinstance(result, dict) else result.settings
         seed = int(settings.get("master_seed") or 0)
     lab = _Lab(cfg, workers or cfg.flaky.workers or os.cpu_count() or 1, started + budget_seconds, seed, progress)
+    from audit.flaky.engine import unused_plugins   # here: the engine imports this module
+
+    lab.plugins_off = unused_plugins(cfg.root, everything)
     if not flaky:
         return Attribution(seconds=time.monotonic() - started)
     cases = {n: _Case(n) for n in flaky}
