@@ -75,6 +75,7 @@ class _Case:
     state: str | None = None
     confirmation: str = ""
     pinned_tries: list = field(default_factory=list)
+    chunks: dict = field(default_factory=dict)     # source -> chunks of released rounds run
 
     def p(self, source: str) -> float:
         f, n = self.released.get(source, (0, 0))
@@ -134,7 +135,6 @@ class _Lab:
                     env_threads=threads[0] if len(threads) == 1 else None,
                     runs_without_draws=rounds, max_runs_per_test=rounds, stop_when_flaky=False,
                     plugins_off=list(self.plugins_off))
-        unit.unit_pin = pin   # not serialised: only for grouping results here
         return unit
 
     def run(self, jobs: list) -> list:
@@ -189,20 +189,24 @@ def _check_unit(res) -> None:
 
 # ---------------------------------------------------------------- the experiments
 
-def _find_pins(lab: _Lab, cases: dict[str, _Case], trace_job) -> dict:
-    """A pinned setting each test passes under (a seed can happen to fail): candidates in turn."""
+def _find_pins(lab: _Lab, cases: dict[str, _Case], trace_job, everything: list[str]) -> dict:
+    """A pinned setting each test passes under (a seed can happen to fail): candidates in turn.
+    The first candidate's wave also runs the first released chunks, betting that most tests pass
+    pinned there, and the trace."""
     records = {}
     todo = list(cases)
     for pin in range(len(PIN_SEEDS)):
         if not todo or lab.left() < 10:
             break
-        jobs = [lab.unit(todo, pin=pin, rounds=BASE_ROUNDS)]
-        if pin == 0 and trace_job is not None:
-            jobs.append(trace_job)
+        jobs, keys = [lab.unit(todo, pin=pin, rounds=BASE_ROUNDS)], [None]
+        if pin == 0:
+            more, more_keys = _in_process_jobs(lab, cases, everything, assume_pin=0)
+            jobs += more + [trace_job]
+            keys += more_keys + [None]
         out = lab.run(jobs)
         _check_unit(out[0])
-        if pin == 0 and trace_job is not None:
-            records = out[1] or {}
+        if pin == 0:
+            records = out[-1] or {}
         still = []
         for nodeid in todo:
             f, n = _count(out[0], nodeid)
@@ -213,60 +217,97 @@ def _find_pins(lab: _Lab, cases: dict[str, _Case], trace_job) -> dict:
             else:
                 still.append(nodeid)
         todo = still
+        if pin == 0:
+            _tally(cases, keys[1:-1], out[1:-1])
+            for nodeid in still:   # their first chunks ran under a failing pin: start again
+                cases[nodeid].chunks.clear()
         lab.progress(phase="baseline", pinned=len(cases) - len(todo), tests=len(cases))
     return records
 
 
-def _in_process(lab: _Lab, cases: dict[str, _Case]) -> None:
-    """Release each RNG family, the thread count and determinism, in rounds inside interpreters."""
-    for chunk, rounds in enumerate(CHUNKS):
-        jobs, keys = [], []
-        for pin in sorted({c.pin for c in cases.values() if c.pin is not None}):
-            group = [c for c in cases.values() if c.pin == pin and not c.significant()]
-            for source in IN_PROCESS:
-                tests = [c.nodeid for c in group if source not in c.done
-                         and (chunk < len(CHUNKS) - 1 or c.released.get(source, (0, 0))[0])]
-                if not tests:
-                    continue
-                fixed = source in ("threads", "determinism")
-                if fixed and chunk:
-                    continue   # a fixed setting gives the same answer every time: one chunk is enough
-                n = max(FIXED_ROUNDS, 3 * len(lab.threads)) if fixed else rounds
-                jobs.append(lab.unit(tests, pin=pin, rounds=n, release=(source,)))
-                keys.append((pin, source))
-            tests = sorted({t for u in jobs if u.unit_pin == pin for t in u.tests})
-            if chunk and tests:
-                jobs.append(lab.unit(tests, pin=pin, rounds=BASE_ROUNDS))
-                keys.append((pin, "pinned"))
-        if not jobs or lab.left() < 15:
+def _in_process_jobs(lab: _Lab, cases: dict[str, _Case], everything: list[str], assume_pin=None):
+    """The next chunk of every in-process source still open, per pin group: released units, a
+    pinned unit to grow the baseline beside them, and confirmations of new winners."""
+    jobs, keys = [], []
+    groups: dict[tuple, list[_Case]] = {}
+    for case in cases.values():
+        pin = case.pin if assume_pin is None else assume_pin
+        if pin is None or case.significant():
+            continue
+        for source in IN_PROCESS:
+            k = case.chunks.get(source, 0)
+            fixed = source in ("threads", "determinism")
+            if source in case.done or (fixed and k) or k >= len(CHUNKS):
+                continue
+            if k == len(CHUNKS) - 1 and not case.released.get(source, (0, 0))[0]:
+                continue   # the last chunk only for a source that made it fail
+            groups.setdefault((pin, source, k), []).append(case)
+    pinned: dict[int, set] = {}
+    for (pin, source, k), group in sorted(groups.items()):
+        fixed = source in ("threads", "determinism")
+        rounds = max(FIXED_ROUNDS, 3 * len(lab.threads)) if fixed else CHUNKS[k]
+        jobs.append(lab.unit([c.nodeid for c in group], pin=pin, rounds=rounds, release=(source,)))
+        keys.append((pin, source, group))
+        for case in group:
+            case.chunks[source] = k + 1
+            if case.base[1] and case.base[1] < 3 * BASE_ROUNDS:
+                pinned.setdefault(pin, set()).add(case.nodeid)
+    for pin, tests in sorted(pinned.items()):
+        jobs.append(lab.unit(sorted(tests, key=everything.index), pin=pin, rounds=BASE_ROUNDS))
+        keys.append((pin, "pinned", [cases[t] for t in tests]))
+    if assume_pin is None:
+        more, groups_ = _confirm_jobs(lab, cases, everything)
+        jobs += more
+        keys += [(None, "confirm", g) for g in groups_]
+    return jobs, keys
+
+
+def _tally(cases: dict[str, _Case], keys: list, results: list) -> None:
+    """Add a wave's counts to the cases, then close the sources that are decided."""
+    for (pin, source, group), res in zip(keys, results):
+        _check_unit(res)
+        if source == "confirm":
+            _confirmed(group, res)
+            continue
+        for case in group:
+            if case.pin != pin:
+                continue   # it turned out to fail pinned at this candidate
+            f, n = _count(res, case.nodeid)
+            if not n:
+                continue
+            if source == "pinned":
+                case.base[0] += f
+                case.base[1] += n
+                continue
+            tally = case.released.setdefault(source, [0, 0])
+            tally[0] += f
+            tally[1] += n
+            if source == "threads":
+                case.digests += [r["digest"] for r in _rows_of(res, case.nodeid) if _failed(r)]
+    for case in cases.values():
+        for source in IN_PROCESS:
+            f, n = case.released.get(source, (0, 0))
+            if n and ((f and case.p(source) < SIGNIFICANT) or source in ("threads", "determinism")
+                      or (f == 0 and upper_bound_no_failures(n) < NOT_WORTH)):
+                case.done.add(source)
+
+
+def _in_process(lab: _Lab, cases: dict[str, _Case], everything: list[str]) -> None:
+    """Release each RNG family, the thread count and determinism, in rounds inside interpreters,
+    chunk after chunk until each is decided (or its chunks are spent)."""
+    wave = 0
+    while lab.left() > 15:
+        jobs, keys = _in_process_jobs(lab, cases, everything)
+        if not any(k[1] not in ("confirm", "pinned") for k in keys):
+            # nothing left to release: the confirmations wait for the shared batches
+            for _, source, group in keys:
+                if source == "confirm":
+                    for case in group:
+                        case.confirmation = ""
             return
-        for (pin, source), res in zip(keys, lab.run(jobs)):
-            _check_unit(res)
-            for case in cases.values():
-                if case.pin != pin:
-                    continue
-                f, n = _count(res, case.nodeid)
-                if not n:
-                    continue
-                if source == "pinned":
-                    case.base[0] += f
-                    case.base[1] += n
-                    continue
-                tally = case.released.setdefault(source, [0, 0])
-                tally[0] += f
-                tally[1] += n
-                if source == "threads":
-                    case.digests += [r["digest"] for r in _rows_of(res, case.nodeid) if _failed(r)]
-        for case in cases.values():
-            for source in IN_PROCESS:
-                f, n = case.released.get(source, (0, 0))
-                if not n:
-                    continue
-                fixed = source in ("threads", "determinism")
-                if (f and case.p(source) < SIGNIFICANT) or fixed or \
-                        (f == 0 and upper_bound_no_failures(n) < NOT_WORTH):
-                    case.done.add(source)
-        lab.progress(phase="in-process sources", chunk=chunk + 1,
+        wave += 1
+        _tally(cases, keys, lab.run(jobs))
+        lab.progress(phase="in-process sources", wave=wave,
                      explained=sum(bool(c.significant()) for c in cases.values()))
 
 
@@ -418,8 +459,8 @@ def _confirm_jobs(lab: _Lab, cases: dict[str, _Case], everything: list[str]) -> 
     jobs, keys = [], []
     for (source, pin), group in sorted(groups.items()):
         release = [s for s in IN_PROCESS if s != source]
-        if source == "order":
-            tests, rounds = list(everything), 2
+        if source == "order":   # file order up to the last victim
+            tests, rounds = everything[: max(everything.index(c.nodeid) for c in group) + 1], 2
         else:
             tests, rounds = [c.nodeid for c in group], CONFIRM_ROUNDS
         hashseed = PIN_HASHSEEDS[pin] if source == "hashseed" else str(lab.rand.randrange(1, 2 ** 32))
@@ -548,7 +589,7 @@ def attribute(cfg, result, *, budget_seconds: float, progress=None, workers: int
 
     lab.plugins_off = unused_plugins(cfg.root, everything)
     if not flaky:
-        return Attribution(seconds=time.monotonic() - started)
+        return Attribution(rng_graph=callgraph.to_json(callgraph.build_graph([])), seconds=time.monotonic() - started)
     cases = {n: _Case(n) for n in flaky}
 
     def trace_job():
@@ -557,8 +598,8 @@ def attribute(cfg, result, *, budget_seconds: float, progress=None, workers: int
         except AuditError:
             return {}   # the causes then name no sites; the experiments still stand
 
-    records = _find_pins(lab, cases, trace_job)
-    _in_process(lab, cases)
+    records = _find_pins(lab, cases, trace_job, everything)
+    _in_process(lab, cases, everything)
     _interpreter_sources(lab, cases, everything)
     for case in cases.values():
         if case.significant()[:1] == ["order"] and lab.left() > 15:
