@@ -172,6 +172,8 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
         if procs is not None:
             procs.pop(unit.id, None)
     rc = proc.returncode
+    if stop is not None and stop.is_set():
+        interrupted = True  # killed by the pool on Ctrl-C, whichever loop test saw it first
     if running is not None and not interrupted:
         how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"interpreter exited with {rc}"
         rows.append(_synthetic(unit, running, "crashed", f"crashed: {how} during the test",
