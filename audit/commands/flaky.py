@@ -11,7 +11,7 @@ import argparse
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_project_argument
+from audit.commands import add_history_arguments, add_project_argument, record_history
 from audit.errors import AuditError
 
 NAME = "flaky"
@@ -55,6 +55,7 @@ def add_arguments(parser):
                         help="continue the last audit of this project after Ctrl-C; --budget counts the "
                              "time already spent, so raise it (or --runs) to go further after a full run")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
+    add_history_arguments(parser)
 
 
 def run(args) -> int:
@@ -94,4 +95,5 @@ def run(args) -> int:
         console.print("[yellow]interrupted[/]: partial results above; "
                       f"continue with: audit flaky {args.path} --resume")
         return 130
+    record_history(cfg, args, result.to_json(), duration=result.seconds, settings=result.settings, console=console)
     return 1 if result.flaky else 0
