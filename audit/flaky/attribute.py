@@ -134,7 +134,7 @@ class _Lab:
                     seed_base=self.rand.randrange(2 ** 32), rounds=rounds, threads=list(threads),
                     env_threads=threads[0] if len(threads) == 1 else None,
                     runs_without_draws=rounds, max_runs_per_test=rounds, stop_when_flaky=False,
-                    plugins_off=list(self.plugins_off))
+                    max_seconds=max(1.0, self.left()), plugins_off=list(self.plugins_off))
         return unit
 
     def run(self, jobs: list) -> list:
