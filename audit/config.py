@@ -49,6 +49,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)"),
         "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
         "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
+        "attribute": Key("bool", False, "then find why each flaky test fails: one-factor experiments, RNG call sites"),
+        "attribute_budget": Key("float", 300.0, "wall-clock seconds attribution may spend after detection"),
     },
     "mutate": {
         "operators": Key("str", "all", "'ml', 'mutmut', 'all' or a comma-separated list of operator names"),

@@ -54,6 +54,11 @@ def add_arguments(parser):
     parser.add_argument("--resume", action="store_true",
                         help="continue the last audit of this project after Ctrl-C; --budget counts the "
                              "time already spent, so raise it (or --runs) to go further after a full run")
+    parser.add_argument("--attribute", action=argparse.BooleanOptionalAction, default=None,
+                        help="then find why and where each flaky test fails: one-factor experiments, the "
+                             "polluter of order-dependent tests, RNG call sites and fix hints (default off)")
+    parser.add_argument("--attribute-budget", type=float, metavar="SECONDS",
+                        help="seconds attribution may spend after detection (default 300)")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
     add_history_arguments(parser)
 
@@ -74,7 +79,8 @@ def run(args) -> int:
         orders = ["file"]
     cfg = configure(args.path, "flaky", budget=args.budget, runs=args.runs, timeout=args.timeout,
                     workers=args.workers, seed=args.seed, rng=args.rng, threads=args.threads,
-                    orders=orders, hashseed=args.hashseed, determinism=args.determinism)
+                    orders=orders, hashseed=args.hashseed, determinism=args.determinism,
+                    attribute=args.attribute, attribute_budget=args.attribute_budget)
     console = Console()
     with Progress(TextColumn("[bold]audit flaky[/]"), BarColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console, transient=True,
@@ -86,7 +92,8 @@ def run(args) -> int:
                        description=f"{executions} executions, {interpreters} interpreters, "
                                    f"{flaky} flaky, {pending} tests still sampled")
 
-        result = run_flaky(cfg, progress=progress, resume=args.resume)
+        result = run_flaky(cfg, progress=progress, resume=args.resume,
+                           attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"))
     flaky_table.print_result(result, console, show_all=args.all)
     if args.json:
         flaky_json.write(result, args.json)

@@ -42,6 +42,9 @@ class FlakyResult:
     state_dir: str = ""
     interrupted: bool = False
     rows: list[dict] = field(default_factory=list)
+    rng_graph: dict = field(default_factory=dict)      # node-link RNG call graph of the flaky tests
+    rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
+    attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
 
     @property
     def flaky(self) -> list[TestVerdict]:
@@ -51,6 +54,7 @@ class FlakyResult:
         return {"schema": "ml-audit.flaky/1", "project": self.project, "settings": self.settings,
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
+                "attribution": self.attribution, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
 
 
@@ -357,7 +361,22 @@ def _wrap(next_job, start):
     return None if job is None else _Job(job, start)
 
 
-def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
-    """Audit *cfg*'s suite for flaky tests; see the module docstring."""
-    return _Audit(cfg, progress=progress, resume=resume).run()
+def run_flaky(cfg, progress=None, resume: bool = False, attribution_progress=None) -> FlakyResult:
+    """Audit *cfg*'s suite for flaky tests; see the module docstring.
+
+    With ``cfg.flaky.attribute``, each flaky test of a finished (not interrupted) audit then gets
+    its causes from one-factor experiments (audit.flaky.attribute), within ``attribute_budget``.
+    """
+    result = _Audit(cfg, progress=progress, resume=resume).run()
+    if cfg.flaky.attribute and result.flaky and not result.interrupted:
+        from audit.flaky.attribute import attribute
+
+        found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget,
+                          workers=cfg.flaky.workers or None, progress=attribution_progress)
+        for test in result.tests:
+            test.causes = found.get(test.nodeid, [])
+        result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
+        result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
+                              "interpreters": found.interpreters}
+    return result
 

@@ -37,6 +37,7 @@ class TestVerdict:
     repro_verified: bool | None = None
     evidence: str = ""
     total_duration: float = 0.0
+    causes: list[dict] = field(default_factory=list)   # filled by attribute.attribute (issue 4 format)
 
     def to_json(self) -> dict:
         return {
@@ -44,7 +45,7 @@ class TestVerdict:
             "failures": self.failures, "rate": round(self.rate, 6),
             "interval": [round(self.interval[0], 6), round(self.interval[1], 6)],
             "failing_settings": self.failing_settings, "repro": self.repro,
-            "causes": [],
+            "causes": self.causes,
             "repro_verified": self.repro_verified, "skips": self.skips,
             "outcomes": self.outcomes, "masked_by_reruns": self.masked,
             "draws": self.draws, "interpreters": self.interpreters,

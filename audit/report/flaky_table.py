@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _ORDER = {"flaky": 0, "fail": 1, "error": 2, "skip": 3, "pass": 4}
@@ -41,6 +42,23 @@ def build_table(result, show_all: bool = False) -> Table:
     return table
 
 
+def _print_causes(test, console: Console) -> None:
+    """Why (source, p-value, evidence), where (draw sites, call path) and the fix, per cause."""
+    for cause in test.causes:
+        p = cause.get("p_value")
+        console.print(f"  why: [bold]{cause['source']}[/]" + (f" (p={p:.1e})" if p is not None else "")
+                      + f": {escape(cause.get('evidence', ''))}", highlight=False, soft_wrap=True)
+        sites = ", ".join(f"{s['path']}:{s['line']} ({s['function']})" for s in cause.get("sites", []))
+        if sites:
+            console.print(f"  where: {escape(sites)}", highlight=False, soft_wrap=True)
+        if cause.get("call_path"):
+            console.print(f"  path: {escape(' -> '.join(cause['call_path']))}", highlight=False, soft_wrap=True)
+        if cause.get("polluter"):
+            console.print(f"  polluter: {escape(cause['polluter'])}", highlight=False, soft_wrap=True)
+        if cause.get("hint"):
+            console.print(f"  fix: {escape(cause['hint'])}", highlight=False, soft_wrap=True)
+
+
 def print_result(result, console: Console | None = None, show_all: bool = False) -> None:
     console = console or Console()
     counts = {}
@@ -56,6 +74,7 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
             console.print(f"  {t.repro}", highlight=False, soft_wrap=True)
             if t.evidence and "rerunfailures" in t.evidence:
                 console.print(f"  [yellow]{t.evidence}[/]", highlight=False)
+            _print_causes(t, console)
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
     settings = result.settings
     console.print(
@@ -66,6 +85,8 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         f"{settings['hashseed']}; threads {settings['threads']}; orders {','.join(settings['orders'])}; "
         f"determinism {settings['determinism']}; CUDA {settings['cuda']}; plan seed "
         f"{settings['master_seed']}", highlight=False)
+    if result.flaky and not any(t.causes for t in result.tests) and not result.interrupted:
+        console.print("to find why and where each flaky test fails: audit flaky --attribute", highlight=False)
     passes = [t for t in result.tests if t.verdict == "pass"]
     if passes:
         weakest = min(passes, key=lambda t: t.executions)
