@@ -6,6 +6,7 @@ lines and keep the user's tree clean (no ``.pytest_cache``, no ``__pycache__``) 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -36,6 +37,16 @@ def project_root(path: str | os.PathLike) -> Path:
     if not root.is_dir():
         raise AuditError(f"not a folder: {root} (give the project folder, not a file)")
     return root.resolve()
+
+
+def cache_dir(root: Path, kind: str, env_var: str) -> Path:
+    """ml-audit's own scratch folder for project *root*, never inside it.
+
+    ``$env_var`` if set, else ``$XDG_CACHE_HOME/ml-audit/<kind>`` (``~/.cache``), keyed by the
+    project's path so that two projects never share state.
+    """
+    base = os.environ.get(env_var) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ml-audit" / kind
+    return Path(base) / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
 def pytest_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit.commands import add_history_arguments, add_project_argument, record_history
-from audit.errors import AuditError
 
 NAME = "mutate"
 HELP = "mutation-test the suite with ML-aware operators on mutmut; score by operator, module, function"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from audit.commands import add_project_argument
 from audit.errors import AuditError
 

@@ -25,7 +25,7 @@ from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
 from audit.flaky.runner import Pool, Unit, run_unit
 from audit.flaky.verdict import TestVerdict, summarise
-from audit.project import collect, pytest_env
+from audit.project import cache_dir, collect, pytest_env
 
 REPRO_TIMEOUT = 120.0
 
@@ -56,13 +56,6 @@ class FlakyResult:
                 "interpreters": self.interpreters, "stopped": self.stopped,
                 "attribution": self.attribution, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
-
-
-def state_dir_for(root: Path) -> Path:
-    """Where an audit of *root* keeps its resumable state: outside the project."""
-    base = Path(os.environ.get("ML_AUDIT_STATE") or
-                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ml-audit" / "flaky")
-    return base / hashlib.sha1(str(root).encode()).hexdigest()[:16]
 
 
 class _State:
@@ -117,7 +110,7 @@ class _Audit:
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
         self.axes = Axes.from_config(cfg.flaky)
-        self.state = _State(state_dir_for(cfg.root))
+        self.state = _State(cache_dir(cfg.root, "flaky", "ML_AUDIT_STATE"))
         self.rows: list[dict] = []
         self.units: dict[int, dict] = {}
         self.rows_by_unit: dict[int, list[dict]] = {}

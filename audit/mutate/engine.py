@@ -29,6 +29,7 @@ from audit.mutate import operators as ops
 from audit.mutate.bridge import FORMAT
 from audit.mutate.result import Mutant, MutateResult, status_from_mutmut
 from audit.project import QUIET_ARGS, pytest_command, pytest_env
+from audit.project import cache_dir as project_cache_dir
 
 # Every mutant's tests run with each RNG family pinned and one thread (the shared ml_audit plugin).
 PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "--audit-seed-random=0",
@@ -43,11 +44,8 @@ Progress = Callable[[int, int], None]
 
 
 def cache_dir(root: Path) -> Path:
-    """The scratch folder for *root*: ``$AUDIT_MUTATE_CACHE`` or the user cache, keyed by the path."""
-    base = os.environ.get("AUDIT_MUTATE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ml-audit", "mutate")
-    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-    return Path(base) / f"{root.name}-{key}"
+    """The scratch folder mutmut works in for *root*: ``$AUDIT_MUTATE_CACHE`` or the user cache."""
+    return project_cache_dir(root, "mutate", "AUDIT_MUTATE_CACHE")
 
 
 def source_paths(cfg) -> list[str]:
