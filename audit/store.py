@@ -24,9 +24,12 @@ from typing import Any, Iterable, Iterator
 
 import audit
 from audit.errors import AuditError
+from audit.model import flaky as flaky_model
+from audit.model import mutate as mutate_model
 
-FLAKY_SCHEMA = "ml-audit.flaky/1"
-MUTATE_SCHEMA = "ml-audit.mutate/1"
+FLAKY_SCHEMA = flaky_model.SCHEMA
+MUTATE_SCHEMA = mutate_model.SCHEMA
+
 
 # "MLAU": marks the file as an ml-audit store (PRAGMA application_id), so a foreign SQLite
 # database is never mistaken for an empty store and written into.
@@ -194,9 +197,10 @@ def durations_of(test: dict) -> tuple[float | None, float | None]:
 def check_result(result: Any, kind: str) -> dict:
     """*result* if it is a flaky or mutate result dict of the right schema, else a clear error."""
     expected = FLAKY_SCHEMA if kind == "flaky" else MUTATE_SCHEMA
+    readable = flaky_model.READABLE if kind == "flaky" else mutate_model.READABLE
     if not isinstance(result, dict):
         raise AuditError(f"a {kind} result must be a JSON object, got {type(result).__name__}")
-    if result.get("schema") != expected:
+    if result.get("schema") not in readable:
         raise AuditError(f"not a {kind} result: schema is {result.get('schema')!r}, expected {expected!r}")
     rows = result.get("tests" if kind == "flaky" else "mutants")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -211,9 +215,9 @@ def check_result(result: Any, kind: str) -> dict:
 def result_kind(result: Any) -> str:
     """'flaky' or 'mutate' from a result's schema field, or a clear error."""
     schema = result.get("schema") if isinstance(result, dict) else None
-    if schema == FLAKY_SCHEMA:
+    if schema in flaky_model.READABLE:
         return "flaky"
-    if schema == MUTATE_SCHEMA:
+    if schema in mutate_model.READABLE:
         return "mutate"
     raise AuditError(f"not an ml-audit flaky or mutate result (schema {schema!r})")
 
@@ -342,7 +346,7 @@ class Store:
     def record_flaky(self, result: dict, *, project: str | None = None, commit: str | None = None,
                      branch: str | None = None, started_at=None, duration: float | None = None,
                      settings: dict | None = None) -> int:
-        """Record one ``audit flaky`` result (schema ml-audit.flaky/1); returns its run id."""
+        """Record one ``audit flaky`` result (schema ml-audit.flaky/1 or /2); returns its run id."""
         check_result(result, "flaky")
         with self._write() as db:
             run_id = self._insert_run("flaky", result, project, commit, branch, started_at, duration,
@@ -366,7 +370,7 @@ class Store:
     def record_mutate(self, result: dict, *, project: str | None = None, commit: str | None = None,
                       branch: str | None = None, started_at=None, duration: float | None = None,
                       settings: dict | None = None) -> int:
-        """Record one ``audit mutate`` result (schema ml-audit.mutate/1); returns its run id.
+        """Record one ``audit mutate`` result (schema ml-audit.mutate/1 or /2); returns its run id.
 
         A run made with ``--since`` (settings or result naming a ``since`` ref) is marked partial:
         its score covers changed lines only and is kept out of score trends.

@@ -1,11 +1,12 @@
-"""The terminal table and the ml-audit.flaky/1 JSON writer, on a hand-made result."""
+"""The terminal table and the ml-audit.flaky/2 JSON writer, on a hand-made result."""
 
 import json
 
 from rich.console import Console
 
-from audit.flaky.engine import FlakyResult
 from audit.flaky.verdict import summarise
+from audit.model.flaky import FlakyResult
+from audit.model.schema import validate
 from audit.report import flaky_json, flaky_table
 
 
@@ -51,7 +52,9 @@ def test_table_lists_bad_tests_first_with_settings_and_repro():
 def test_json_contract(tmp_path):
     path = flaky_json.write(_result(), tmp_path / "out" / "flaky.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "ml-audit.flaky/1" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
+    validate(data)
+    assert FlakyResult.from_json(data).to_json() == data
+    assert data["schema"] == "ml-audit.flaky/2" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
     by = {t["nodeid"]: t for t in data["tests"]}
     t = by["tests/t.py::test_flaky"]
     assert (t["verdict"], t["executions"], t["failures"], t["rate"]) == ("flaky", 2, 1, 0.5)

@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from audit.mutate.result import STATUSES, Mutant, MutateResult
-from audit.report import mutate_json, stryker
+from audit.model.mutate import STATUSES, Mutant, MutateResult
+from audit.model.schema import validate
+from audit.report import stryker
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "stryker" / "mutation-testing-report-schema.json").read_text())
 
@@ -29,7 +30,8 @@ def test_report_validates_and_maps_every_status():
     jsonschema.validate(report, SCHEMA)
     entry = report["files"]["pkg/mod.py"]
     assert entry["language"] == "python" and entry["source"].startswith("import torch")
-    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Survived", "Timeout", "NoCoverage", "RuntimeError"]
+    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Timeout", "Survived", "NoCoverage", "Pending",
+                                                       "Pending", "Ignored", "RuntimeError"]
     first = entry["mutants"][0]
     assert first["mutatorName"] == "change_dim" and first["killedBy"] == ["tests/test_mod.py::test_f"]
     assert first["location"] == {"start": {"line": 3, "column": 12}, "end": {"line": 3, "column": 31}}
@@ -43,14 +45,23 @@ def test_a_status_outside_the_schema_enum_is_rejected_by_the_schema():
 
 
 def test_json_report_has_the_issue_fields_and_scores():
-    data = mutate_json.to_dict(result())
-    assert data["schema"] == "ml-audit.mutate/1"
-    assert set(data["mutants"][0]) == {"id", "operator", "path", "line", "function", "status", "diff", "killed_by"}
-    # killed + timeout detected of killed, survived, timeout, no_coverage (error left out)
+    data = result().to_json()
+    validate(data)
+    assert data["schema"] == "ml-audit.mutate/2"
+    assert set(data["mutants"][0]) == {"id", "operator", "path", "line", "function", "status", "diff", "killed_by",
+                                       "ml", "killer"}
+    # killed + timeout detected of killed, timeout, survived, no_coverage (unchecked and error left out)
     assert data["score"] == 50.0
-    assert data["by_operator"]["change_dim"] == {"killed": 1, "survived": 0, "timeout": 1, "no_coverage": 0,
-                                                 "error": 1, "score": 100.0}
-    assert data["by_operator"]["mutmut_number"]["score"] == 0.0
+    # mutants 1, 3, 5, 7 (killed, survived, unchecked, skipped) are change_dim's
+    assert data["by_operator"]["change_dim"] == {"killed": 1, "survived": 1, "timeout": 0, "no_coverage": 0,
+                                                 "unchecked": 2, "error": 0, "score": 50.0}
+    assert data["partial"] is True and data["counts"]["unchecked"] == 3
+    assert result().exit_code == 1   # a partial run never passes
+
+
+def test_json_round_trips():
+    data = result().to_json()
+    assert MutateResult.from_json(data).to_json() == data
 
 
 def test_write_creates_the_folder(tmp_path):

@@ -36,7 +36,7 @@ def add_arguments(parser):
                         help="wall-clock seconds to spend at most (default 150)")
     parser.add_argument("--runs", type=int, metavar="N",
                         help="stop after about N executions per test (default: adaptive)")
-    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/1 JSON report to FILE")
+    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/2 JSON report to FILE")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="seconds one test execution may take before it counts as hung (default 60)")
     parser.add_argument("--workers", type=int, metavar="N", help="parallel pytest sessions (default: CPU cores)")

@@ -16,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--operators", metavar="SET",
                         help="ml, mutmut, all, or a comma-separated list of operator names (default: all)")
     parser.add_argument("--since", metavar="GIT_REF", help="mutate only lines changed since GIT_REF")
-    parser.add_argument("--json", metavar="FILE", help="write the result as ml-audit.mutate/1 JSON")
+    parser.add_argument("--json", metavar="FILE", help="write the result as ml-audit.mutate/2 JSON")
     parser.add_argument("--stryker", metavar="FILE", help="write Stryker mutation-testing-report-schema JSON")
     parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the score (0-100) is lower")
     parser.add_argument("--max-children", type=int, metavar="N", help="parallel mutant workers (default: CPU cores)")
@@ -42,7 +42,7 @@ def run(args) -> int:
         task = bar.add_task("mutants", total=None)
         result = run_mutate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
     render(result, console)
-    data = mutate_json.to_dict(result)
+    data = result.to_json()
     if args.json:
         console.print(f"wrote {mutate_json.write(result, args.json)}")
     if args.stryker:

@@ -17,45 +17,17 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit.errors import AuditError
 from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
 from audit.flaky.runner import Pool, Unit, run_unit
-from audit.flaky.verdict import TestVerdict, summarise
+from audit.flaky.verdict import summarise
+from audit.model.flaky import Cause, FlakyResult
 from audit.project import cache_dir, collect, pytest_env
 
 REPRO_TIMEOUT = 120.0
-
-
-@dataclass
-class FlakyResult:
-    project: str
-    tests: list[TestVerdict]
-    settings: dict
-    seconds: float
-    executions: int
-    interpreters: int
-    stopped: str                     # "targets reached" | "budget spent" | "interrupted"
-    state_dir: str = ""
-    interrupted: bool = False
-    rows: list[dict] = field(default_factory=list)
-    rng_graph: dict = field(default_factory=dict)      # node-link RNG call graph of the flaky tests
-    rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
-    attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
-
-    @property
-    def flaky(self) -> list[TestVerdict]:
-        return [t for t in self.tests if t.verdict == "flaky"]
-
-    def to_json(self) -> dict:
-        return {"schema": "ml-audit.flaky/1", "project": self.project, "settings": self.settings,
-                "seconds": round(self.seconds, 2), "executions": self.executions,
-                "interpreters": self.interpreters, "stopped": self.stopped,
-                "attribution": self.attribution, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
-                "tests": [t.to_json() for t in self.tests]}
 
 
 class _State:
@@ -367,7 +339,7 @@ def run_flaky(cfg, progress=None, resume: bool = False, attribution_progress=Non
         found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget,
                           workers=cfg.flaky.workers or None, progress=attribution_progress)
         for test in result.tests:
-            test.causes = found.get(test.nodeid, [])
+            test.causes = [Cause.from_json(c) for c in found.get(test.nodeid, [])]
         result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
         result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                               "interpreters": found.interpreters}

@@ -363,3 +363,16 @@ def install(spec: Spec, progress=None) -> None:
 
         mutmut_main.print_stats = print_stats
     os.makedirs(spec.killers_dir, exist_ok=True)
+
+
+# mutmut's status names (mutmut.stats.status_by_exit_code) -> ours (audit.model.mutate.STATUSES)
+_FROM_MUTMUT = {"killed": "killed", "survived": "survived", "timeout": "timeout", "no tests": "no_coverage",
+                "segfault": "killed", "caught by type check": "killed", "not checked": "unchecked",
+                "check was interrupted by user": "unchecked", "suspicious": "suspicious", "skipped": "skipped"}
+
+
+def status_from_mutmut(exit_code: int | None, mutmut_status: str) -> str:
+    """Our status for a mutant mutmut left with *exit_code* and *mutmut_status*."""
+    if exit_code in (-9, 137):  # SIGKILL after the CPU limit's grace second: mutmut calls it a segfault
+        return "timeout"
+    return _FROM_MUTMUT.get(mutmut_status, "error")

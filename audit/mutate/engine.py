@@ -27,7 +27,8 @@ from audit import vcs
 from audit.errors import AuditError
 from audit.mutate import operators as ops
 from audit.mutate.bridge import FORMAT
-from audit.mutate.result import Mutant, MutateResult, status_from_mutmut
+from audit.model.mutate import Mutant, MutateResult
+from audit.mutate.bridge import status_from_mutmut
 from audit.project import QUIET_ARGS, pytest_command, pytest_env
 from audit.project import cache_dir as project_cache_dir
 
@@ -202,7 +203,8 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
                       end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
                       function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
-                      diff=r["diff"], killed_by=r["killed_by"]) for r in data["mutants"]]
+                      diff=r["diff"], killed_by=r["killed_by"], ml=ops.ALL_OPERATORS[r["operator"]].ml,
+                      killer=ops.ALL_OPERATORS[r["operator"]].killer) for r in data["mutants"]]
     if data["exit_code"] and mutants and all(m.status == "error" for m in mutants):
         stamp.unlink(missing_ok=True)
         raise AuditError(f"mutmut failed (exit {data['exit_code']}); its log:\n{_tail(log)}")

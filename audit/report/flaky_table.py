@@ -17,7 +17,7 @@ def _settings_summary(test) -> str:
         return ""
     parts = []
     for key in ("threads", "deterministic", "hashseed", "order"):
-        values = {str(f.get(key)) for f in fails if f.get(key) is not None}
+        values = {str(getattr(f, key)) for f in fails if getattr(f, key) is not None}
         if len(values) == 1:
             value = values.pop()
             if key == "order":
@@ -45,18 +45,20 @@ def build_table(result, show_all: bool = False) -> Table:
 def _print_causes(test, console: Console) -> None:
     """Why (source, p-value, evidence), where (draw sites, call path) and the fix, per cause."""
     for cause in test.causes:
-        p = cause.get("p_value")
-        console.print(f"  why: [bold]{cause['source']}[/]" + (f" (p={p:.1e})" if p is not None else "")
-                      + f": {escape(cause.get('evidence', ''))}", highlight=False, soft_wrap=True)
-        sites = ", ".join(f"{s['path']}:{s['line']} ({s['function']})" for s in cause.get("sites", []))
+        p = cause.p_value
+        console.print(f"  why: [bold]{escape(cause.source)}[/] ({cause.status})" + (f" (p={p:.1e})" if p is not None else "")
+                      + f": {escape(cause.evidence)}", highlight=False, soft_wrap=True)
+        sites = ", ".join(f"{s} ({s.function})" for s in cause.sites)
         if sites:
             console.print(f"  where: {escape(sites)}", highlight=False, soft_wrap=True)
-        if cause.get("call_path"):
-            console.print(f"  path: {escape(' -> '.join(cause['call_path']))}", highlight=False, soft_wrap=True)
-        if cause.get("polluter"):
-            console.print(f"  polluter: {escape(cause['polluter'])}", highlight=False, soft_wrap=True)
-        if cause.get("hint"):
-            console.print(f"  fix: {escape(cause['hint'])}", highlight=False, soft_wrap=True)
+        elif cause.trace_error:
+            console.print(f"  where: not traced: {escape(cause.trace_error)}", highlight=False, soft_wrap=True)
+        if cause.call_path:
+            console.print(f"  path: {escape(' -> '.join(cause.call_path))}", highlight=False, soft_wrap=True)
+        if cause.polluter:
+            console.print(f"  polluter: {escape(cause.polluter)}", highlight=False, soft_wrap=True)
+        if cause.hint:
+            console.print(f"  fix: {escape(cause.hint)}", highlight=False, soft_wrap=True)
 
 
 def print_result(result, console: Console | None = None, show_all: bool = False) -> None:

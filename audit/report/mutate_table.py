@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from audit.mutate.operators import ALL_OPERATORS
-from audit.mutate.result import MutateResult, Tally
+from audit.model.mutate import MutateResult, Tally
 
 COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
 HEADERS = ("killed", "surv", "t/o", "no cov", "err")
@@ -40,8 +40,8 @@ def survivor(mutant) -> Group:
     head = Text.assemble((f"{mutant.path}:{mutant.line}", "bold"), f"  {mutant.function}  ",
                          (mutant.operator, "magenta"), "  ", (f"[{mutant.id}]", "dim"))
     bug = Text(f"  bug: {op.bug}" if op else "", style="dim")
-    article = "an" if mutant.killer_kind[0] in "aeiou" else "a"
-    kill = Text.assemble(f"  would be killed by {article} ", (mutant.killer_kind, "cyan"), " test")
+    article = "an" if mutant.killer[0] in "aeiou" else "a"
+    kill = Text.assemble(f"  would be killed by {article} ", (mutant.killer, "cyan"), " test")
     return Group(head, bug, kill, Syntax(mutant.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default"))
 
 

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import audit
-from audit.mutate.result import MutateResult
+from audit.model.mutate import MutateResult
 
 SCHEMA_VERSION = "2"
 STATUS = {"killed": "Killed", "survived": "Survived", "timeout": "Timeout", "no_coverage": "NoCoverage",
-          "error": "RuntimeError"}
+          "unchecked": "Pending", "suspicious": "Pending", "skipped": "Ignored", "error": "RuntimeError"}
 
 
 def _location(mutant) -> dict:
