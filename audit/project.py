@@ -7,8 +7,9 @@ keep the user's tree clean the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
+import tempfile
 from pathlib import Path
 
 from audit.errors import AuditError
@@ -35,9 +36,6 @@ def cache_dir(root: Path, kind: str, env_var: str) -> Path:
     return Path(base) / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
-_NODEID = re.compile(r"^(\S+::\S.*)$")
-
-
 def _summary(output: str, lines: int = 25) -> str:
     keep = [ln for ln in output.strip().splitlines() if ln.strip()]
     return "\n".join(keep[-lines:])
@@ -49,8 +47,11 @@ def collect(cfg, timeout: float = 300.0, env: dict[str, str] | None = None) -> l
     Raises AuditError (exit 2) naming the problem for a pytest usage error, a test module that
     fails to import, or a suite that collects no test.
     """
-    run = PytestRun(cfg, options=["--collect-only", "-q"], env=env)
-    out = run.run(timeout, keep_output=True)
+    with tempfile.TemporaryDirectory(prefix="ml-audit-collect-") as tmp:
+        listing = Path(tmp) / "ids.json"
+        run = PytestRun(cfg, options=["--collect-only", "-q", f"--audit-collect={listing}"], env=env)
+        out = run.run(timeout, keep_output=True)
+        ids = json.loads(listing.read_text(encoding="utf-8")) if listing.is_file() else []
     if out.timed_out:
         raise AuditError(f"collecting tests in {cfg.root} took more than {timeout:.0f}s")
     if out.returncode == 5:
@@ -60,7 +61,6 @@ def collect(cfg, timeout: float = 300.0, env: dict[str, str] | None = None) -> l
     if out.returncode != 0:
         raise AuditError(f"pytest could not collect the tests in {cfg.root} "
                          f"(exit {out.returncode}); a test module fails to import?\n{_summary(out.output)}")
-    ids = [m.group(1) for ln in out.output.splitlines() if (m := _NODEID.match(ln.strip()))]
     if not ids:
         raise AuditError(f"no tests collected in {cfg.root}")
     return ids
