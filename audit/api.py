@@ -29,7 +29,6 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
     result is also written there, before anything is shown.
     """
-    from audit import recording
     from audit.flaky.engine import run_flaky
     from audit.report import flaky_json
 
@@ -40,9 +39,22 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     if json:
         flaky_json.write(result, json)
     if record and not result.interrupted:
-        result.recorded = recording.record(cfg, result.to_json(), db=db, duration=result.seconds,
-                                           settings=result.settings)
+        result.recorded = _record_flaky(cfg, result, db)
     return result
+
+
+def _record_flaky(cfg, result, db):
+    """Record *result* once: a resume that added no execution keeps the earlier record."""
+    from audit import recording
+    from audit.flaky.state import mark_recorded
+    from audit.store import store_path
+
+    if result.recorded_as is not None and not result.new_executions:
+        return recording.Recorded(store_path(cfg, db), run_id=result.recorded_as, again=False)
+    recorded = recording.record(cfg, result.to_json(), db=db, duration=result.seconds, settings=result.settings)
+    if recorded.run_id is not None:
+        mark_recorded(result.state_dir, recorded.run_id)
+    return recorded
 
 
 def _attribute(cfg, result, progress) -> None:
