@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from audit.atomic import check_writable
 from audit.config import load_config
 from audit.project import project_root
 
@@ -33,6 +34,8 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     from audit.report import flaky_json
 
     cfg = configure(path, "flaky", **settings)
+    if json:
+        check_writable(json)
     result = run_flaky(cfg, progress=progress, resume=resume)
     if cfg.flaky.attribute and result.flaky and not result.interrupted:
         _attribute(cfg, result, attribution_progress)
@@ -84,6 +87,9 @@ def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: st
     from audit.report import stryker as stryker_report
 
     cfg = configure(path, "mutate", **settings)
+    for out in (json, stryker):
+        if out:
+            check_writable(out)
     result = run_mutate(cfg, progress=progress)
     if json:
         mutate_json.write(result, json)
