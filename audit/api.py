@@ -30,15 +30,16 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
     result is also written there, before anything is shown.
     """
-    from audit.flaky.engine import run_flaky
+    from audit.flaky.engine import run_flaky, session
     from audit.report import flaky_json
 
     cfg = configure(path, "flaky", **settings)
     if json:
         check_writable(json)
-    result = run_flaky(cfg, progress=progress, resume=resume)
-    if cfg.flaky.attribute and result.flaky and not result.interrupted:
-        _attribute(cfg, result, attribution_progress)
+    with session(cfg):
+        result = run_flaky(cfg, progress=progress, resume=resume)
+        if cfg.flaky.attribute and result.flaky and not result.interrupted:
+            _attribute(cfg, result, attribution_progress)
     if json:
         flaky_json.write(result, json)
     if record and not result.interrupted:

@@ -179,6 +179,7 @@ class TestVerdict:
     causes: list[Cause] = field(default_factory=list)
     evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
     not_run_reason: str | None = None
+    writes: list[str] = field(default_factory=list)   # project files the test creates or changes
 
     @property
     def mean_duration(self) -> float:
@@ -199,6 +200,7 @@ class TestVerdict:
             "total_duration": round(self.total_duration, 4),
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
+            "writes": list(self.writes),
         }
 
     @classmethod
@@ -213,7 +215,8 @@ class TestVerdict:
                    repro=data.get("repro"), repro_verified=data.get("repro_verified"),
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
-                   evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"))
+                   evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
+                   writes=list(data.get("writes") or ()))
 
 
 @dataclass
