@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 
-from audit.flaky.trace import FAMILIES
-
-SOURCES = ("torch", "numpy", "random", "hashseed", "threads", "determinism", "order", "unknown")
+from audit.flaky import sources
+from audit.flaky.sources import FAMILIES
 
 # names on a draw site's line that tell what drew (see "names" in a trace record's site)
 _SPLIT = {"random_split", "randperm"}
@@ -198,6 +197,9 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
         at = f" at {where(sites[0])} ({sites[0]['function']})" if sites else ""
         return (f"set or dict-of-str iteration order{at} changes with PYTHONHASHSEED: iterate in a fixed order "
                 f"(sorted(...)) instead of set order")
+    registered = sources.registry().get(source)
+    if registered is not None and registered.hint is not None:
+        return registered.hint(sites=sites, call_path=call_path, nodeid=nodeid, polluter=polluter, state=state)
     tried_text = f" (tried: {', '.join(tried)})" if tried else ""
     return (f"no single source explains the failures{tried_text}: look for an interaction of two sources, "
             f"time, network or filesystem state")
@@ -208,8 +210,8 @@ def make_cause(source: str, p_value: float, evidence: str, *, nodeid: str | None
                state: str | None = None, deviation: float | None = None, tried=()) -> dict:
     """One ``causes`` entry of the flaky JSON. For an RNG family, sites and call path come from the
     test's trace record when not given; for determinism, the record's torch.empty sites."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    if source != sources.UNKNOWN:
+        sources.get(source)   # raises for a name no package registered
     empty_sites = (trace or {}).get("empty_sites", [])
     if sites is None:
         if source in FAMILIES:
