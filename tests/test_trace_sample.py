@@ -9,7 +9,7 @@ import pytest
 from audit.config import load_config
 from audit.flaky.callgraph import build_graph, paths_to_sites, to_json
 from audit.flaky.hints import make_cause
-from audit.flaky.trace import trace_tests
+from audit.flaky.tracing import trace_tests
 
 RNG = ("torch", "numpy", "random")
 

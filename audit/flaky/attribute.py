@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit.errors import AuditError
-from audit.flaky import callgraph, statediff
+from audit.flaky import callgraph, sources, statediff
 from audit.flaky.hints import make_cause
 from audit.flaky.plan import Axes
 from audit.flaky.runner import Pool, Unit, run_unit
-from audit.flaky.trace import hygiene_list, trace_tests
+from audit.flaky.tracing import hygiene_list, trace_tests
 from audit.project import pytest_command, pytest_env
 from audit.stats import fisher_exact, upper_bound_no_failures
 
-RNG = ("torch", "numpy", "random")
-IN_PROCESS = ("torch", "numpy", "random", "threads", "determinism")
+RNG = sources.FAMILIES
+IN_PROCESS = sources.names(scope=sources.IN_PROCESS)
 SIGNIFICANT = 1e-3          # p below this: the source clearly changes the outcome
 NOT_WORTH = 0.03            # 0 failures and a 95% bound below this: stop releasing the source
 PIN_SEEDS = (1234, 20261122, 777, 31337)      # tried in turn until a test passes pinned
@@ -496,8 +496,7 @@ def _confirm(lab: _Lab, cases: dict[str, _Case], everything: list[str]) -> None:
             case.confirmation = ""
 
 
-_NAMES = {"torch": "torch RNG", "numpy": "numpy RNG", "random": "python random", "hashseed": "hash seed",
-          "threads": "threads", "determinism": "determinism", "order": "order"}
+_NAMES = {name: sources.label(name) for name in sources.names()}
 
 
 def _deviation(digests: list[str]) -> float | None:
