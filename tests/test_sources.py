@@ -52,7 +52,7 @@ def test_a_clash_and_a_wrong_object_are_refused():
 def test_make_cause_knows_a_registered_source_and_uses_its_hint(monkeypatch):
     monkeypatch.setattr(sources, "_loaded", {**sources.load([]), "clock": PLUGIN_SOURCE})
     cause = make_cause("clock", 0.0001, "e", nodeid="t.py::t")
-    assert cause["source"] == "clock" and cause["hint"] == "freeze time in t.py::t"
+    assert cause.source == "clock" and cause.hint == "freeze time in t.py::t" and cause.status == "suspected"
     with pytest.raises(ValueError, match="unknown source 'cosmic'"):
         make_cause("cosmic", 1.0, "")
 

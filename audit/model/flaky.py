@@ -39,20 +39,25 @@ class Site:
 
 @dataclass
 class Counts:
-    """An experiment's numbers: failures/executions pinned and with the source released."""
+    """An experiment's numbers as (failures, executions): everything pinned, the source released,
+    and the confirmation (only the source pinned, every other one released; None: not run)."""
 
     pinned: tuple[int, int] = (0, 0)
     released: tuple[int, int] = (0, 0)
-    unit: str = "executions"          # executions | interpreters
+    unit: str = "executions"          # executions | interpreters (of ``released``)
+    confirmation: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
-        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit}
+        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit,
+                "confirmation": list(self.confirmation) if self.confirmation is not None else None}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Counts | None":
         if not data:
             return None
-        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"))
+        confirmation = data.get("confirmation")
+        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"),
+                   confirmation=tuple(confirmation) if confirmation is not None else None)
 
 
 @dataclass
