@@ -110,7 +110,7 @@ def _unknown(case: Case) -> Cause:
         evidence = f"pinned {case.base[0]}/{case.base[1]} failed; released: " + ", ".join(
             f"{sources.label(s)} {case.released[s][0]}/{case.released[s][1]}" for s in tried)
     untried = [s for s in TRIED if s not in case.released]
-    if untried:
+    if untried and case.pin is not None:
         evidence += f" (not tried in the budget: {', '.join(sources.label(s) for s in untried)})"
     return make_cause(sources.UNKNOWN, None, evidence, nodeid=case.nodeid,
                       tried=[sources.label(s) for s in tried])
