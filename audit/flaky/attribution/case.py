@@ -25,7 +25,6 @@ class Case:
     state: list = field(default_factory=list)      # StateChange records the polluter leaves
     pinned_tries: list = field(default_factory=list)   # (seed, hash seed, failures, executions)
     chunks: dict = field(default_factory=dict)     # source -> chunks of released rounds run
-    confirming: bool = False                       # a confirmation unit is queued or running
     confirmed_source: str | None = None            # the source pinned alone in the confirmation
     confirmation: tuple | None = None              # its (failures, executions)
 

@@ -97,9 +97,9 @@ def _in_process_jobs(lab: Lab, cases: dict[str, Case], everything: list[str], as
         jobs.append(lab.unit(sorted(tests, key=everything.index), pin=pin, rounds=BASE_ROUNDS))
         keys.append((pin, "pinned", [cases[t] for t in tests]))
     if assume_pin is None:
-        more, groups_ = _confirm_jobs(lab, cases, everything)
+        more, confirming = _confirm_jobs(lab, cases, everything)
         jobs += more
-        keys += [(None, "confirm", k) for k in groups_]
+        keys += [(None, "confirm", winner_and_group) for winner_and_group in confirming]
     return jobs, keys
 
 
@@ -108,7 +108,8 @@ def _tally(cases: dict[str, Case], keys: list, results: list) -> None:
     for (pin, source, group), res in zip(keys, results):
         check_unit(res)
         if source == "confirm":
-            _confirmed(*group, res)
+            winner, group = group
+            _confirmed(winner, group, res)
             continue
         for case in group:
             if case.pin != pin:
@@ -140,11 +141,7 @@ def in_process(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     while lab.left() > 15:
         jobs, keys = _in_process_jobs(lab, cases, everything)
         if not any(k[1] not in ("confirm", "pinned") for k in keys):
-            # nothing left to release: the confirmations wait for the shared batches
-            for _, source, (_, group) in (k for k in keys if k[1] == "confirm"):
-                for case in group:
-                    case.confirming = False
-            return
+            return   # nothing left to release: the confirmations wait for the shared batches
         wave += 1
         _tally(cases, keys, lab.run(jobs))
         lab.progress(phase="in-process sources", wave=wave,
@@ -220,7 +217,7 @@ def _confirm_jobs(lab: Lab, cases: dict[str, Case], everything: list[str]) -> tu
     groups: dict[tuple, list[Case]] = {}
     for case in cases.values():
         winner = case.winner()
-        if winner and not case.confirming and case.confirmation_of(winner) is None and _source_ready(case, winner):
+        if winner and case.confirmation_of(winner) is None and _source_ready(case, winner):
             groups.setdefault((winner, case.pin), []).append(case)
     jobs, keys = [], []
     for (source, pin), group in sorted(groups.items()):
@@ -232,8 +229,6 @@ def _confirm_jobs(lab: Lab, cases: dict[str, Case], everything: list[str]) -> tu
         hashseed = PIN_HASHSEEDS[pin] if source == "hashseed" else str(lab.rand.randrange(1, 2 ** 32))
         jobs.append(lab.unit(tests, pin=pin, rounds=rounds, release=release, hashseed=hashseed))
         keys.append((source, group))
-        for case in group:
-            case.confirming = True
     return jobs, keys
 
 
@@ -245,7 +240,6 @@ def _source_ready(case: Case, source: str) -> bool:
 def _confirmed(source: str, group: list[Case], res) -> None:
     """Record a confirmation run's counts: only *source* pinned, every other source released."""
     for case in group:
-        case.confirming = False
         case.confirmed_source, case.confirmation = source, count(res, case.nodeid)
 
 
@@ -256,5 +250,3 @@ def confirm(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
         for (source, group), res in zip(keys, lab.run(jobs)):
             check_unit(res)
             _confirmed(source, group, res)
-    for case in cases.values():
-        case.confirming = False
