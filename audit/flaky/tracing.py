@@ -8,13 +8,11 @@ through :func:`hygiene_list`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from audit.errors import AuditError
-from audit.project import QUIET_ARGS, pytest_env
+from audit.pytest_run import PytestRun
 
 PLUGIN = "audit.flaky.trace"
 
@@ -48,15 +46,12 @@ def trace_tests(cfg, nodeids, *, extra_args=(), env: dict | None = None, timeout
     Nothing is written into the project; an :class:`AuditError` says why tracing failed."""
     with tempfile.TemporaryDirectory(prefix="ml-audit-trace-") as tmp:
         out = Path(tmp) / "trace.jsonl"
-        cmd = [sys.executable, "-m", "pytest", *QUIET_ARGS, *cfg.pytest_args, "-p", PLUGIN,
-               f"--audit-trace={out}", *extra_args, *nodeids]
-        try:
-            proc = subprocess.run(cmd, cwd=cfg.root, env=pytest_env(env), capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AuditError(f"tracing {len(nodeids)} test(s) in {cfg.root} took more than {timeout:.0f}s") from None
-        if proc.returncode not in (0, 1) or not out.exists():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise AuditError(f"tracing tests in {cfg.root} failed (pytest exit {proc.returncode}):\n{tail}")
+        run = PytestRun(cfg, plugins=[PLUGIN], options=[f"--audit-trace={out}", *extra_args],
+                        targets=list(nodeids), env=env)
+        ended = run.run(timeout)
+        if ended.timed_out:
+            raise AuditError(f"tracing {len(nodeids)} test(s) in {cfg.root} took more than {timeout:.0f}s")
+        if ended.returncode not in (0, 1) or not out.exists():
+            tail = "\n".join(ended.output_tail.strip().splitlines()[-15:])
+            raise AuditError(f"tracing tests in {cfg.root} failed (pytest exit {ended.returncode}):\n{tail}")
         return read_trace(out)
-

@@ -22,6 +22,7 @@ from audit.flaky.attribution.lab import Lab
 from audit.flaky.attribution.polluter import find_polluter
 from audit.flaky.tracing import hygiene_list, trace_tests
 from audit.model.flaky import Cause, FlakyResult
+from audit.project import unused_plugins
 
 __all__ = ["Attribution", "attribute"]
 
@@ -57,8 +58,6 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
     flaky = [t.nodeid for t in result.flaky]
     if not flaky:
         return Attribution(rng_graph=callgraph.to_json(callgraph.build_graph([])), seconds=time.monotonic() - started)
-    from audit.flaky.engine import unused_plugins   # here: the engine imports this package
-
     seed = int(result.settings.get("master_seed") or 0) if seed is None else seed
     lab = Lab(cfg, workers or cfg.flaky.workers or os.cpu_count() or 1, started + budget_seconds, seed, progress,
               plugins_off=unused_plugins(cfg.root, everything))

@@ -9,7 +9,6 @@ failure.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,9 @@ from audit.flaky import statediff
 from audit.flaky.attribution.case import Case
 from audit.flaky.attribution.lab import PIN_HASHSEEDS, Lab, count
 from audit.model.flaky import StateChange
-from audit.project import pytest_command, pytest_env
+from audit.pytest_run import PytestRun
+
+PROBE = "audit.flaky.statediff"
 
 
 def ddmin(items: list[str], fails: Callable[[list[list[str]]], list[bool]],
@@ -57,18 +58,14 @@ def probe(lab: Lab, case: Case, tests: list[str]) -> dict[str, list[StateChange]
     statediff probe in one interpreter; {} when the probe could not run."""
     with tempfile.TemporaryDirectory(prefix="ml-audit-statediff-") as tmp:
         out = Path(tmp) / "diff.jsonl"
-        off = [a for name in lab.plugins_off for a in ("-p", f"no:{name}")]
-        cmd = pytest_command(lab.cfg, "-p", "no:randomly", *off, "-p", "audit.flaky.statediff",
-                             f"--audit-statediff={out}")
-        cmd = cmd[: len(cmd) - len(lab.cfg.test_paths)] + [*tests, case.nodeid]
-        env = {"PYTHONHASHSEED": PIN_HASHSEEDS[case.pin], "OMP_WAIT_POLICY": "PASSIVE"}
-        try:
-            subprocess.run(cmd, cwd=lab.cfg.root, env=pytest_env(env), capture_output=True,
-                           timeout=lab.timeout + 120)
-        except subprocess.TimeoutExpired:
-            return {}
+        run = PytestRun(lab.cfg, plugins=[PROBE], plugins_off=["randomly", *lab.plugins_off],
+                        options=[f"--audit-statediff={out}"], targets=[*tests, case.nodeid],
+                        env={"PYTHONHASHSEED": PIN_HASHSEEDS[case.pin], "OMP_WAIT_POLICY": "PASSIVE"})
+        ended = run.run(lab.timeout + 120)
         lab.interpreters += 1
-        return statediff.read_changes(out) if out.exists() else {}
+        if ended.timed_out or not out.exists():
+            return {}
+        return statediff.read_changes(out)
 
 
 def find_polluter(lab: Lab, case: Case) -> None:
