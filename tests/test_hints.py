@@ -154,6 +154,8 @@ def test_a_tracing_failure_is_named_not_taken_for_no_draw_site():
     clean = make_cause("numpy", 1e-5, "e", trace={"nodeid": T, "draws": {}, "trace_error": None})
     assert clean.trace_error is None and "no project draw site was traced" in clean.hint
     assert make_cause("threads", 1e-5, "e", trace_error="boom").trace_error is None
+    determinism = make_cause("determinism", 1e-5, "e", nodeid=T, trace_error="pytest exit 3")
+    assert determinism.trace_error == "pytest exit 3" and "tracing failed" in determinism.hint
 
 
 def test_sites_from_trace_prefers_code_under_test_and_skips_seeded():

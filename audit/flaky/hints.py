@@ -211,7 +211,10 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
     if source == "threads":
         return _threads_hint(sites, nodeid, deviation)
     if source == "determinism":
-        return _determinism_hint(list(empty_sites or ()), nodeid)
+        text = _determinism_hint(list(empty_sites or ()), nodeid)
+        if not empty_sites and trace_error:
+            text += f" (tracing failed, so no torch.empty site is known: {trace_error})"
+        return text
     if source == "order":
         return _order_hint(polluter, list(state or ()), nodeid)
     if source == "hashseed":
