@@ -118,6 +118,7 @@ def test_make_cause_builds_a_cause_with_sites_from_a_trace():
     data = cause.to_json()
     assert data["counts"] == {"pinned": [0, 40], "released": [11, 40], "unit": "executions", "confirmation": [0, 30]}
     assert type(cause).from_json(data) == cause
+    assert Counts.from_json({"pinned": [0, 40], "released": [11, 40], "unit": "executions"}).confirmation is None
     order = make_cause("order", 0.01, "e", nodeid=T, polluter="tests/a.py::p", state=[EPOCHS])
     assert order.status == "suspected" and not order.confirmed
     assert order.polluter == "tests/a.py::p" and order.sites == [] and order.state == [EPOCHS]

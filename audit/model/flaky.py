@@ -2,7 +2,7 @@
 
 Schema ``ml-audit.flaky/2`` (``audit/schemas/flaky.schema.json``). Version 2 added to each cause
 ``status`` (confirmed / suspected / unknown), ``confirmed``, ``counts`` (the experiment's numbers as
-fields), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
+fields, the confirmation run's among them), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
 ``p_value`` null. ``from_json`` reads version 1 results too.
 """
 
