@@ -26,7 +26,8 @@ import time
 
 import pytest
 
-FAMILIES = ("torch", "numpy", "random")
+from audit.flaky.sources import FAMILIES
+
 _SCOPED = ("class", "module", "package", "session")
 
 

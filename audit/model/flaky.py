@@ -2,7 +2,7 @@
 
 Schema ``ml-audit.flaky/2`` (``audit/schemas/flaky.schema.json``). Version 2 added to each cause
 ``status`` (confirmed / suspected / unknown), ``confirmed``, ``counts`` (the experiment's numbers as
-fields), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
+fields, the confirmation run's among them), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
 ``p_value`` null. ``from_json`` reads version 1 results too.
 """
 
@@ -40,20 +40,25 @@ class Site:
 
 @dataclass
 class Counts:
-    """An experiment's numbers: failures/executions pinned and with the source released."""
+    """An experiment's numbers as (failures, executions): everything pinned, the source released,
+    and the confirmation (only the source pinned, every other one released; None: not run)."""
 
     pinned: tuple[int, int] = (0, 0)
     released: tuple[int, int] = (0, 0)
-    unit: str = "executions"          # executions | interpreters
+    unit: str = "executions"          # executions | interpreters (of ``released``)
+    confirmation: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
-        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit}
+        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit,
+                "confirmation": list(self.confirmation) if self.confirmation is not None else None}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Counts | None":
         if not data:
             return None
-        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"))
+        confirmation = data.get("confirmation")
+        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"),
+                   confirmation=tuple(confirmation) if confirmation is not None else None)
 
 
 @dataclass
