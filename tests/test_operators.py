@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from audit.mutate import catalog
 from audit.mutate import operators as ops
 from audit.mutate.bridge import generate
 
@@ -36,9 +38,18 @@ def changes(records) -> list[tuple[str, str, str]]:
 
 def test_the_ml_operator_names_are_exactly_the_shared_list():
     assert list(ops.ML_OPERATORS) == SHARED_NAMES
+    assert list(catalog.ML_CATALOG) == SHARED_NAMES
     for op in ops.ML_OPERATORS.values():
-        assert op.bug and op.example and op.killer in (
-            ops.SHAPE, ops.GRADIENT, ops.OVERFIT, ops.GOLDEN, ops.EVAL_MODE, ops.DETERMINISM)
+        assert op.bug and op.example and op.killer in catalog.KILLERS
+        assert catalog.info(op.name) == catalog.OperatorInfo(op.name, op.bug, op.example, op.killer)
+    assert catalog.info("mutmut_string") is None and catalog.info("no_such_operator") is None
+
+
+def test_the_catalog_loads_neither_libcst_nor_mutmut():
+    code = ("import sys, audit.mutate.catalog as c; c.info('change_dim'); c.info('nope'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('libcst', 'mutmut', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 CASES = [

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import libcst as cst
 from mutmut.mutation import mutators as mutmut_mutators
 
-# Kinds of test that kill a mutant (shown next to surviving mutants).
-SHAPE, GRADIENT, OVERFIT, GOLDEN, EVAL_MODE, DETERMINISM = (
-    "shape", "gradient-flow", "overfit", "golden value", "eval-mode", "determinism")
+from audit.mutate.catalog import GOLDEN, ML_CATALOG
 
 
 @dataclass(frozen=True)
@@ -607,71 +605,34 @@ def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 
 # --------------------------------------------------------------------------- registry
 
-def _op(name, node_type, fn, bug, example, killer):
-    return Operator(name, node_type, fn, bug, example, killer)
+def _ml_operator(node_type, fn) -> Operator:
+    meta = ML_CATALOG[fn.__name__]
+    return Operator(meta.name, node_type, fn, meta.bug, meta.example, meta.killer)
 
 
 ML_OPERATORS: dict[str, Operator] = {op.name: op for op in [
-    _op("drop_detach", cst.Call, drop_detach,
-        "a target or statistic that should be a constant keeps its autograd graph and leaks gradient",
-        "teacher.detach() -> teacher", GRADIENT),
-    _op("drop_no_grad", (cst.With, cst.FunctionDef), drop_no_grad,
-        "evaluation or a weight update runs with autograd on: memory grows, in-place updates get tracked",
-        "with torch.no_grad(): ... -> ... (also @torch.no_grad() removed)", GRADIENT),
-    _op("drop_zero_grad", cst.Expr, drop_zero_grad,
-        "gradients accumulate across steps", "optimizer.zero_grad() -> pass", OVERFIT),
-    _op("drop_backward", cst.Expr, drop_backward,
-        "no gradient is computed, so training silently does nothing", "loss.backward() -> pass", OVERFIT),
-    _op("drop_optimizer_step", cst.Expr, drop_optimizer_step,
-        "the weights are never updated", "optimizer.step() -> pass", OVERFIT),
-    _op("drop_scheduler_step", cst.Expr, drop_scheduler_step,
-        "the learning-rate schedule never advances", "scheduler.step() -> pass", GOLDEN),
-    _op("flip_requires_grad", (cst.Call, cst.Assign), flip_requires_grad,
-        "a parameter is frozen (or a constant is trained)", "requires_grad=True -> requires_grad=False", GRADIENT),
-    _op("drop_item", cst.AugAssign, drop_item,
-        "a running loss keeps every batch's graph alive (memory leak, tensor instead of float)",
-        "total += loss.item() -> total += loss", GOLDEN),
-    _op("drop_eval", cst.Expr, drop_eval,
-        "inference runs in training mode: dropout on, batch-norm statistics updated",
-        "model.eval() -> pass", EVAL_MODE),
-    _op("drop_train", cst.Expr, drop_train,
-        "training runs in eval mode after an evaluation: dropout off, batch-norm frozen",
-        "model.train() -> pass", EVAL_MODE),
-    _op("swap_train_eval", cst.Call, swap_train_eval,
-        "the wrong mode is set", "model.eval() -> model.train()", EVAL_MODE),
-    _op("change_dim", cst.Call, change_dim,
-        "a reduction or softmax runs over the wrong axis",
-        "torch.softmax(x, dim=-1) -> torch.softmax(x, dim=-2)", SHAPE),
-    _op("change_axes", cst.Call, change_axes,
-        "a transpose/permute/squeeze/unsqueeze uses the wrong axis",
-        "k.transpose(-2, -1) -> k.transpose(-3, -1)", SHAPE),
-    _op("flip_keepdim", cst.Call, flip_keepdim,
-        "a reduced axis is kept or dropped by mistake, so broadcasting changes",
-        "x.mean(dim=0, keepdim=True) -> x.mean(dim=0, keepdim=False)", SHAPE),
-    _op("swap_reduction", (cst.Call, cst.Param), swap_reduction,
-        "a loss is summed instead of averaged (or the reverse): scale depends on batch size",
-        "F.cross_entropy(x, y, reduction='mean') -> reduction='sum'", GOLDEN),
-    _op("softmax_before_cross_entropy", cst.Call, softmax_before_cross_entropy,
-        "cross_entropy gets probabilities instead of logits (double softmax)",
-        "F.cross_entropy(logits, y) -> F.cross_entropy(F.softmax(logits, dim=1), y)", GOLDEN),
-    _op("change_seed", (cst.Call, cst.Param), change_seed,
-        "a different seed: results that were only reproducible by luck change",
-        "torch.manual_seed(0) -> torch.manual_seed(1)", DETERMINISM),
-    _op("drop_seed", (cst.Expr, cst.Call), drop_seed,
-        "a seeding call is lost, so runs are no longer reproducible",
-        "torch.manual_seed(seed) -> pass; torch.Generator().manual_seed(s) -> torch.Generator()", DETERMINISM),
-    _op("flip_shuffle", (cst.Call, cst.Param), flip_shuffle,
-        "training data is not shuffled (or evaluation data is)",
-        "DataLoader(ds, shuffle=True) -> DataLoader(ds, shuffle=False)", DETERMINISM),
-    _op("flip_drop_last", (cst.Call, cst.Param), flip_drop_last,
-        "a short last batch is dropped or kept by mistake",
-        "DataLoader(ds, drop_last=False) -> DataLoader(ds, drop_last=True)", SHAPE),
-    _op("lower_precision", (cst.Attribute, cst.Call), lower_precision,
-        "float32 computed in float16/bfloat16: precision loss, overflow",
-        "dtype=torch.float32 -> dtype=torch.bfloat16", GOLDEN),
-    _op("scale_hyperparam", (cst.Param, cst.Call, cst.Assign), scale_hyperparam,
-        "a learning rate, eps or weight decay off by a factor of 10",
-        "AdamW(params, lr=cfg.lr) -> AdamW(params, lr=cfg.lr * 10)", OVERFIT),
+    _ml_operator(cst.Call, drop_detach),
+    _ml_operator((cst.With, cst.FunctionDef), drop_no_grad),
+    _ml_operator(cst.Expr, drop_zero_grad),
+    _ml_operator(cst.Expr, drop_backward),
+    _ml_operator(cst.Expr, drop_optimizer_step),
+    _ml_operator(cst.Expr, drop_scheduler_step),
+    _ml_operator((cst.Call, cst.Assign), flip_requires_grad),
+    _ml_operator(cst.AugAssign, drop_item),
+    _ml_operator(cst.Expr, drop_eval),
+    _ml_operator(cst.Expr, drop_train),
+    _ml_operator(cst.Call, swap_train_eval),
+    _ml_operator(cst.Call, change_dim),
+    _ml_operator(cst.Call, change_axes),
+    _ml_operator(cst.Call, flip_keepdim),
+    _ml_operator((cst.Call, cst.Param), swap_reduction),
+    _ml_operator(cst.Call, softmax_before_cross_entropy),
+    _ml_operator((cst.Call, cst.Param), change_seed),
+    _ml_operator((cst.Expr, cst.Call), drop_seed),
+    _ml_operator((cst.Call, cst.Param), flip_shuffle),
+    _ml_operator((cst.Call, cst.Param), flip_drop_last),
+    _ml_operator((cst.Attribute, cst.Call), lower_precision),
+    _ml_operator((cst.Param, cst.Call, cst.Assign), scale_hyperparam),
 ]}
 
 
