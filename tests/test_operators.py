@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from audit.mutate import catalog
+from audit.errors import AuditError
+from audit.mutate import catalog, registry
 from audit.mutate import operators as ops
 from audit.mutate.bridge import generate
 
@@ -20,8 +21,8 @@ lower_precision scale_hyperparam""".split()
 
 
 def mutants(source: str, operators="ml", noisy=False, allowed=None):
-    _, records = generate("mod.py", textwrap.dedent(source), [operators] if isinstance(operators, str)
-                          else operators, allowed=allowed, noisy=noisy)
+    spec = operators if isinstance(operators, str) else ",".join(operators)
+    _, records = generate("mod.py", textwrap.dedent(source), registry.select(spec), allowed=allowed, noisy=noisy)
     return records
 
 
@@ -148,7 +149,7 @@ def test_functions_under_grad_decorators_get_mutants_that_really_run(tmp_path, m
         x.sum()
         return torch.is_grad_enabled()
     """)
-    mutated, records = generate("gradmod.py", source, ["drop_no_grad", "mutmut_name"])
+    mutated, records = generate("gradmod.py", source, registry.select("drop_no_grad,mutmut_name"))
     assert [r["operator"] for r in records] == ["drop_no_grad"]
     (tmp_path / "gradmod.py").write_text(mutated.code)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -214,12 +215,12 @@ def test_records_name_the_function_and_a_diff_with_real_line_numbers():
 
 
 def test_select_groups_names_and_errors():
-    assert [o.name for o in ops.select("ml")] == SHARED_NAMES
-    assert all(not o.ml for o in ops.select("mutmut"))
-    assert len(ops.select("all")) == len(ops.ALL_OPERATORS)
-    assert [o.name for o in ops.select("drop_eval, mutmut_string")] == ["drop_eval", "mutmut_string"]
-    with pytest.raises(ValueError, match="unknown mutation operator 'drop_evall'.*drop_eval"):
-        ops.select("drop_evall")
-    with pytest.raises(ValueError, match="no mutation operator"):
-        ops.select(" , ")
+    assert [o.name for o in registry.select("ml")] == SHARED_NAMES
+    assert all(not o.ml for o in registry.select("mutmut"))
+    assert len(registry.select("all")) == len(registry.all_operators())
+    assert [o.name for o in registry.select("drop_eval, mutmut_string")] == ["drop_eval", "mutmut_string"]
+    with pytest.raises(AuditError, match="unknown mutation operator 'drop_evall'.*drop_eval"):
+        registry.select("drop_evall")
+    with pytest.raises(AuditError, match="no mutation operator"):
+        registry.select(" , ")
 

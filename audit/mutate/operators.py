@@ -1,8 +1,10 @@
-"""ML-aware mutation operators, plus mutmut's own operators under stable names.
+"""The built-in ML-aware mutation operators.
 
 Each operator models one bug that ML code really has. It is a function from a libcst node to
 the replacement nodes (mutmut's operator protocol), with a name used everywhere (expected.toml,
-``--operators``, reports), the bug in one line, an example, and the kind of test that kills it.
+``--operators``, reports); its bug, example and killer come from ``audit.mutate.catalog``. They
+register through the ``ml_audit.operators`` entry points, like a third-party package's operators
+(``audit.mutate.registry``).
 
 Axis rules (no certainly-equivalent mutants): an axis literal only moves to a neighbour with the
 same sign, so ``dim=-1`` never becomes its positive twin; arguments are never set to their
@@ -12,14 +14,12 @@ default; ``transpose(a, b)`` never becomes ``transpose(b, a)``.
 from __future__ import annotations
 
 import builtins
-import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import libcst as cst
-from mutmut.mutation import mutators as mutmut_mutators
 
-from audit.mutate.catalog import GOLDEN, ML_CATALOG
+from audit.mutate.catalog import ML_CATALOG
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ class Operator:
 
     def __call__(self, node):
         return self.mutate(node)
+
+
+def ml_operator(node_type: type | tuple[type, ...]):
+    """Make the decorated function a built-in ML operator, its bug, example and killer from the catalog."""
+    def make(fn) -> Operator:
+        meta = ML_CATALOG[fn.__name__]
+        return Operator(meta.name, node_type, fn, meta.bug, meta.example, meta.killer)
+    return make
 
 
 # --------------------------------------------------------------------------- node helpers
@@ -185,11 +193,13 @@ def is_grad_decorator(decorator: cst.Decorator) -> bool:
     return is_grad_off(expr) or name.rsplit(".", 1)[-1] in ("enable_grad", "set_grad_enabled")
 
 
+@ml_operator(cst.Call)
 def drop_detach(node: cst.Call) -> Iterator[cst.CSTNode]:
     if callee_name(node) == "detach" and isinstance(node.func, cst.Attribute) and not node.args:
         yield node.func.value
 
 
+@ml_operator((cst.With, cst.FunctionDef))
 def drop_no_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.With) and isinstance(node.body, cst.IndentedBlock):
         off = [i for i, item in enumerate(node.items) if is_grad_off(item.item)]
@@ -221,10 +231,12 @@ def _receiver_text(call: cst.Call) -> str:
     return (dotted(rec) or "").rsplit(".", 1)[-1].lower()
 
 
+@ml_operator(cst.Expr)
 def drop_zero_grad(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "zero_grad")
 
 
+@ml_operator(cst.Expr)
 def drop_backward(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "backward")
 
@@ -238,14 +250,17 @@ def _is_optimizer(call) -> bool:
     return not _is_scheduler(call) and ("opt" in text or "scaler" in text)
 
 
+@ml_operator(cst.Expr)
 def drop_optimizer_step(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "step" and _is_optimizer(c))
 
 
+@ml_operator(cst.Expr)
 def drop_scheduler_step(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "step" and _is_scheduler(c))
 
 
+@ml_operator((cst.Call, cst.Assign))
 def flip_requires_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Call):
         found = keyword_arg(node, "requires_grad")
@@ -263,14 +278,13 @@ def flip_requires_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             yield node.with_changes(value=negated(node.value))
 
 
+@ml_operator(cst.AugAssign)
 def drop_item(node: cst.AugAssign) -> Iterator[cst.CSTNode]:
     """``total += loss.item()`` -> ``total += loss``: the accumulator now keeps every graph."""
-    from mutmut.mutation.file_mutation import deep_replace
-
     for sub in _walk(node.value):
         if (isinstance(sub, cst.Call) and callee_name(sub) == "item" and isinstance(sub.func, cst.Attribute)
                 and not sub.args):
-            yield deep_replace(node, sub, sub.func.value)
+            yield node.deep_replace(sub, sub.func.value)
 
 
 def _walk(node) -> Iterator[cst.CSTNode]:
@@ -293,14 +307,17 @@ def _is_train_call(call: cst.Call) -> bool:
     return not call.args or (len(call.args) == 1 and bool_value(call.args[0].value) is True)
 
 
+@ml_operator(cst.Expr)
 def drop_eval(node):
     yield from _drop_statement_call(node, _is_eval_call)
 
 
+@ml_operator(cst.Expr)
 def drop_train(node):
     yield from _drop_statement_call(node, _is_train_call)
 
 
+@ml_operator(cst.Call)
 def swap_train_eval(node: cst.Call) -> Iterator[cst.CSTNode]:
     if _is_eval_call(node):
         yield node.with_changes(func=node.func.with_changes(attr=cst.Name("train")))
@@ -342,6 +359,7 @@ def dim_argument(call: cst.Call) -> tuple[int, cst.Arg] | None:
     return positional_arg(call, pos) if pos is not None else None
 
 
+@ml_operator(cst.Call)
 def change_dim(node: cst.Call) -> Iterator[cst.CSTNode]:
     found = dim_argument(node)
     if found is None:
@@ -369,6 +387,7 @@ def axes_arguments(call: cst.Call) -> list[int] | None:
     return idx or None
 
 
+@ml_operator(cst.Call)
 def change_axes(node: cst.Call) -> Iterator[cst.CSTNode]:
     idx = axes_arguments(node)
     if not idx:
@@ -408,6 +427,7 @@ def change_axes(node: cst.Call) -> Iterator[cst.CSTNode]:
                 return
 
 
+@ml_operator(cst.Call)
 def flip_keepdim(node: cst.Call) -> Iterator[cst.CSTNode]:
     found = keyword_arg(node, "keepdim", "keepdims")
     if found:
@@ -433,6 +453,7 @@ def _string_like(original: cst.SimpleString, value: str) -> cst.SimpleString:
     return cst.SimpleString(f"{prefix}{quote}{value}{quote}")
 
 
+@ml_operator((cst.Call, cst.Param))
 def swap_reduction(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value == "reduction" and node.default is not None:
@@ -464,6 +485,7 @@ def _softmax_of(call: cst.Call, logits: cst.BaseExpression) -> cst.Call:
                     args=[cst.Arg(logits, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), dim])
 
 
+@ml_operator(cst.Call)
 def softmax_before_cross_entropy(node: cst.Call) -> Iterator[cst.CSTNode]:
     is_ce = callee_name(node) == "cross_entropy" or (
         isinstance(node.func, cst.Call) and callee_name(node.func) == "CrossEntropyLoss")
@@ -487,6 +509,7 @@ def is_seed_call(call: cst.Call) -> bool:
     return callee_name(call) in SEED_CALLS or name in SEED_DOTTED
 
 
+@ml_operator((cst.Call, cst.Param))
 def change_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value == "seed" and int_value(node.default) is not None:
@@ -512,6 +535,7 @@ def change_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             right=cst.Integer("1")))
 
 
+@ml_operator((cst.Expr, cst.Call))
 def drop_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Expr):
         call = statement_call(node)
@@ -541,16 +565,19 @@ def _flip_flag(node: cst.CSTNode, flag: str) -> Iterator[cst.CSTNode]:
             yield with_keyword_added(node, flag, cst.Name("True"))
 
 
+@ml_operator((cst.Call, cst.Param))
 def flip_shuffle(node):
     yield from _flip_flag(node, "shuffle")
 
 
+@ml_operator((cst.Call, cst.Param))
 def flip_drop_last(node):
     yield from _flip_flag(node, "drop_last")
 
 
 # --------------------------------------------------------------------------- numerics
 
+@ml_operator((cst.Attribute, cst.Call))
 def lower_precision(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Attribute):
         name = dotted(node)
@@ -583,6 +610,7 @@ def _scaled(value: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
                                       right=cst.Integer("10"))
 
 
+@ml_operator((cst.Param, cst.Call, cst.Assign))
 def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value in HYPERPARAMS and node.default is not None and isinstance(
@@ -603,72 +631,6 @@ def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 yield node.with_changes(value=v)
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- the built-in set
 
-def _ml_operator(node_type, fn) -> Operator:
-    meta = ML_CATALOG[fn.__name__]
-    return Operator(meta.name, node_type, fn, meta.bug, meta.example, meta.killer)
-
-
-ML_OPERATORS: dict[str, Operator] = {op.name: op for op in [
-    _ml_operator(cst.Call, drop_detach),
-    _ml_operator((cst.With, cst.FunctionDef), drop_no_grad),
-    _ml_operator(cst.Expr, drop_zero_grad),
-    _ml_operator(cst.Expr, drop_backward),
-    _ml_operator(cst.Expr, drop_optimizer_step),
-    _ml_operator(cst.Expr, drop_scheduler_step),
-    _ml_operator((cst.Call, cst.Assign), flip_requires_grad),
-    _ml_operator(cst.AugAssign, drop_item),
-    _ml_operator(cst.Expr, drop_eval),
-    _ml_operator(cst.Expr, drop_train),
-    _ml_operator(cst.Call, swap_train_eval),
-    _ml_operator(cst.Call, change_dim),
-    _ml_operator(cst.Call, change_axes),
-    _ml_operator(cst.Call, flip_keepdim),
-    _ml_operator((cst.Call, cst.Param), swap_reduction),
-    _ml_operator(cst.Call, softmax_before_cross_entropy),
-    _ml_operator((cst.Call, cst.Param), change_seed),
-    _ml_operator((cst.Expr, cst.Call), drop_seed),
-    _ml_operator((cst.Call, cst.Param), flip_shuffle),
-    _ml_operator((cst.Call, cst.Param), flip_drop_last),
-    _ml_operator((cst.Attribute, cst.Call), lower_precision),
-    _ml_operator((cst.Param, cst.Call, cst.Assign), scale_hyperparam),
-]}
-
-
-def _mutmut_operators() -> dict[str, Operator]:
-    ops = {}
-    for node_type, fn in mutmut_mutators.mutation_operators:
-        name = "mutmut_" + fn.__name__.removeprefix("operator_")
-        doc = (fn.__doc__ or "").strip().splitlines()
-        ops[name] = Operator(name, node_type, fn, f"mutmut: {doc[0] if doc else name}",
-                             "see mutmut's documentation", GOLDEN, ml=False)
-    return ops
-
-
-MUTMUT_OPERATORS: dict[str, Operator] = _mutmut_operators()
-ALL_OPERATORS: dict[str, Operator] = {**ML_OPERATORS, **MUTMUT_OPERATORS}
-
-
-def select(spec: str) -> list[Operator]:
-    """Operators for ``ml``, ``mutmut``, ``all`` or a comma-separated list of names and groups."""
-    chosen: dict[str, Operator] = {}
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        if part == "ml":
-            chosen.update(ML_OPERATORS)
-        elif part == "mutmut":
-            chosen.update(MUTMUT_OPERATORS)
-        elif part == "all":
-            chosen.update(ALL_OPERATORS)
-        elif part in ALL_OPERATORS:
-            chosen[part] = ALL_OPERATORS[part]
-        else:
-            close = difflib.get_close_matches(part, list(ALL_OPERATORS), n=3)
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
-            raise ValueError(f"unknown mutation operator {part!r}{hint}; "
-                             f"use ml, mutmut, all or names from `audit mutate --list-operators`")
-    if not chosen:
-        raise ValueError("no mutation operator selected")
-    return [op for name, op in ALL_OPERATORS.items() if name in chosen]
+ML_OPERATORS: dict[str, Operator] = {name: globals()[name] for name in ML_CATALOG}

@@ -75,11 +75,11 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
 
 
 def operators_table() -> Table:
-    from audit.mutate.operators import ALL_OPERATORS
+    from audit.mutate.registry import all_operators
 
     table = Table(title="mutation operators (--operators ml|mutmut|all|NAME,...)", title_justify="left")
     for col in ("name", "bug it models", "example", "killed by a"):
         table.add_column(col)
-    for op in ALL_OPERATORS.values():
+    for op in all_operators().values():
         table.add_row(op.name, op.bug, op.example if op.ml else "", op.killer)
     return table
