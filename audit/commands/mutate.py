@@ -8,6 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audit.commands import add_history_arguments, add_project_argument, record_history
 
 NAME = "mutate"
+INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 HELP = "mutation-test the suite with ML-aware operators on mutmut; score by operator, module, function"
 
 
@@ -37,10 +38,14 @@ def run(args) -> int:
 
     cfg = api.configure(args.path, "mutate", operators=args.operators, since=args.since,
                         fail_under=args.fail_under, max_children=args.max_children)
-    with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("mutants", total=None)
-        result = run_mutate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    try:
+        with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("mutants", total=None)
+            result = run_mutate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except KeyboardInterrupt:  # stopped before any mutant ran
+        console.print("interrupted before any mutant was checked: nothing to report")
+        return INTERRUPTED
     render(result, console)
     data = result.to_json()
     if args.json:
@@ -49,4 +54,4 @@ def run(args) -> int:
         console.print(f"wrote {stryker.write(result, args.stryker)}")
     record_history(cfg, args, data, duration=result.elapsed, console=console,
                    settings={"operators": cfg.mutate.operators, "since": cfg.mutate.since or None})
-    return result.exit_code
+    return INTERRUPTED if result.interrupted else result.exit_code
