@@ -26,8 +26,8 @@ from audit.errors import AuditError
 from audit.model.mutate import Mutant, MutateResult
 from audit.mutate import registry
 from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, Spec, status_from_mutmut
-from audit.project import QUIET_ARGS, pytest_command, pytest_env
 from audit.project import cache_dir as project_cache_dir
+from audit.pytest_run import QUIET_ARGS, PytestRun, kill_group, run_process
 
 # Every mutant's tests run with each RNG family pinned and one thread (the shared ml_audit plugin).
 PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "--audit-seed-random=0",
@@ -123,12 +123,12 @@ def _failing_tests(output: str) -> list[str]:
 
 def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
     """Run the selected tests once, unmutated and pinned: mutation testing needs a green suite."""
-    cmd = pytest_command(cfg, "-q", "-rfE", "-p", "no:randomly", *extra)
-    proc = subprocess.run(cmd, cwd=workdir, env=pytest_env(FORK_SAFE_ENV), capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    if proc.returncode == 0:
+    run = PytestRun(cfg, options=["-q", "-rfE", *extra], plugins_off=["randomly"], env=FORK_SAFE_ENV, cwd=workdir)
+    outcome = run.run(keep_output=True)
+    out = outcome.output
+    if outcome.returncode == 0:
         return
-    if proc.returncode == 5:
+    if outcome.returncode == 5:
         raise AuditError(f"no tests collected in {cfg.root} (after tool.audit.mutate.deselect)")
     failing = _failing_tests(out)
     if failing:
@@ -136,7 +136,7 @@ def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
         raise AuditError(f"the test suite fails before any mutation ({len(failing)} failing); fix these or "
                          f"list them in tool.audit.mutate.deselect (pyproject.toml):\n  {listed}")
     tail = "\n".join(out.strip().splitlines()[-25:])
-    raise AuditError(f"the test suite cannot run before mutation (pytest exit {proc.returncode}):\n{tail}")
+    raise AuditError(f"the test suite cannot run before mutation (pytest exit {outcome.returncode}):\n{tail}")
 
 
 def _allowed_lines(cfg, since: str, sources: list[str]) -> dict[str, list[int]]:
@@ -230,45 +230,39 @@ def _tail(log: Path, lines: int = 30) -> str:
 def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:
     """Run the mutation worker to the end; True when Ctrl-C stopped it (mutmut keeps what it measured)."""
     read_fd, write_fd = os.pipe()
-    env = pytest_env({**FORK_SAFE_ENV, "AUDIT_PROGRESS_FD": str(write_fd)})
     interrupted = False
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")],
-                                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, pass_fds=[write_fd], start_new_session=True)
+    try:
+        proc = run_process([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")], cwd=workdir,
+                           env={**FORK_SAFE_ENV, "AUDIT_PROGRESS_FD": str(write_fd)}, log=log, pass_fds=[write_fd])
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
         os.close(write_fd)
-        try:
-            with os.fdopen(read_fd, "r") as events:
-                for line in events:
-                    parts = line.split()
-                    if progress is not None and len(parts) == 2:
-                        progress(int(parts[0]), int(parts[1]))
-            proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop(proc)
-        except BaseException:
-            _kill(proc)
-            raise
+    try:
+        with os.fdopen(read_fd, "r") as events:
+            for line in events:
+                parts = line.split()
+                if progress is not None and len(parts) == 2:
+                    progress(int(parts[0]), int(parts[1]))
+        proc.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(proc)
+    except BaseException:
+        kill_group(proc)
+        raise
     if proc.returncode != 0 and not interrupted:
         raise AuditError(f"the mutation worker crashed (exit {proc.returncode}); its log ({log}):\n{_tail(log)}")
     return interrupted
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc) -> None:
     """Pass Ctrl-C on to the worker, so mutmut stops its mutants and saves its verdicts; kill it if it lingers."""
     try:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=STOP_GRACE)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        _kill(proc)
-    finally:
-        _kill(proc)  # the fork server and any mutant still running
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
+    finally:
+        kill_group(proc)  # the fork server and any mutant still running
