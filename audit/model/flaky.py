@@ -229,6 +229,8 @@ class FlakyResult:
     rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
     attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
     recorded: Any = None                               # where the history store put it (audit.recording)
+    new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
+    recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
 
     @property
     def flaky(self) -> list[TestVerdict]:

@@ -10,9 +10,23 @@ _ORDER = {"flaky": 0, "fail": 1, "error": 2, "skip": 3, "pass": 4}
 _STYLE = {"flaky": "bold yellow", "fail": "bold red", "error": "red", "skip": "dim", "pass": "green"}
 
 
+def what_happened(test) -> str:
+    """How executions that never finished ended: 'timeout: still running after 3s (2 of 2)'."""
+    parts = []
+    for outcome in ("timeout", "crashed"):
+        count = test.outcomes.get(outcome, 0)
+        digest = next((s.digest for s in test.failing_settings if s.outcome == outcome), outcome)
+        if count:
+            parts.append(f"{digest} ({count} of {test.executions})")
+    return "; ".join(parts)
+
+
 def _settings_summary(test) -> str:
     """The settings the failures share, e.g. 'threads=1; deterministic=on (4/4)'."""
     fails = test.failing_settings
+    happened = what_happened(test)
+    if happened:
+        return happened
     if not fails:
         return ""
     parts = []
@@ -76,6 +90,8 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
             console.print(f"  {escape(t.repro)}", highlight=False, soft_wrap=True)
             if t.masked:
                 console.print(f"  [yellow]{escape(t.evidence)}[/]", highlight=False)
+            if what_happened(t):
+                console.print(f"  what happened: {escape(what_happened(t))}", highlight=False, soft_wrap=True)
             _print_causes(t, console)
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
     settings = result.settings
