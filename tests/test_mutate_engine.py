@@ -169,7 +169,8 @@ def test_a_real_run_gives_each_mutant_its_verdict_and_killer(tmp_path):
     assert code == 0
 
 
-def test_ctrl_c_exits_130_and_keeps_what_was_measured(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_exits_130_and_keeps_what_was_measured(tmp_path, stop):
     project = make_toy(tmp_path / "proj")
     out = tmp_path / "m.json"
     cache = tmp_path / "ctrl-c-cache"
@@ -184,7 +185,7 @@ def test_ctrl_c_exits_130_and_keeps_what_was_measured(tmp_path):
         time.sleep(0.1)
     assert killed, "no mutant was killed before the run ended"
     time.sleep(0.5)  # mutmut records that verdict; the slow probs mutant (2 s) runs last and is not done
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     stdout, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stdout + stderr

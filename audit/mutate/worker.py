@@ -56,6 +56,9 @@ def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
 def main(argv: list[str]) -> int:
     from audit.mutate.bridge import Spec, install, run_mutmut
     from audit.mutate.registry import select
+    from audit.pytest_run import die_with_parent
+
+    die_with_parent()
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
     fd = int(os.environ.get("AUDIT_PROGRESS_FD", "-1"))
