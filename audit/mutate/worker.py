@@ -54,11 +54,11 @@ def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from audit.mutate.bridge import Spec, install, run_mutmut
-    from audit.mutate.registry import select
     from audit.pytest_run import die_with_parent
 
-    die_with_parent()
+    die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
+    from audit.mutate.bridge import Spec, install, run_mutmut
+    from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
     fd = int(os.environ.get("AUDIT_PROGRESS_FD", "-1"))
