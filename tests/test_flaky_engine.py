@@ -235,3 +235,24 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path, stop_signal
     assert code == 1 and data["stopped"] != "interrupted"
     assert data["executions"] > saved and data["settings"]["master_seed"] == 3
     assert len(found[0].read_text().splitlines()) > saved
+
+
+def test_passes_with_few_executions_are_weak_evidence_and_say_what_would_bound_them(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    out = tmp_path / "r.json"
+    assert main(["flaky", str(root), "--runs", "3", "--seed", "2", "--no-record", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert {t["evidence_strength"] for t in data["tests"]} == {"weak"}
+    assert data["evidence"]["weak"] == 2 and data["evidence"]["rate"] == 0.05
+    assert data["evidence"]["more_executions"] == sum(59 - t["executions"] for t in data["tests"])
+    assert "2 tests: 2 pass (2 with weak evidence)" in printed
+    assert "weak evidence: 2 passing tests ran too few times to bound their failure rate below 5%" in printed
+
+
+def test_tests_the_budget_never_reached_are_not_run_not_error(tmp_path):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n")
+    result = api_flaky(root, budget=0.5, seed=2, record=False)
+    [t] = result.tests
+    assert (t.verdict, t.executions, t.not_run_reason) == ("not run", 0, "the budget ended before it got a turn")
+    assert result.stopped == "budget spent"

@@ -25,6 +25,7 @@ from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
 from audit.project import cache_dir, collect, unused_plugins
 from audit.pytest_run import PytestRun
+from audit.stats import runs_to_bound
 
 REPRO_TIMEOUT = 120.0
 
@@ -149,6 +150,9 @@ class _Audit:
                              f"{res.log_tail[-1500:]}")
         for row in res.rows:
             self._add_row(row)
+        missing = {e["nodeid"] for e in res.events if e.get("event") == "missing"}
+        if missing - set(self.state.meta.get("missing", [])):
+            self.state.meta["missing"] = sorted(missing | set(self.state.meta.get("missing", [])))
         self.planner.record(res.rows, res.seconds, res.startup)
         self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
@@ -202,8 +206,14 @@ class _Audit:
         for row in self.rows:
             by_test.setdefault(row["nodeid"], []).append(row)
         verdicts = []
+        missing = set(self.state.meta.get("missing", []))
+        unscheduled = {"budget spent": "the budget ended before it got a turn",
+                       "interrupted": "the audit was interrupted before it got a turn"}.get(stopped, "never scheduled")
+        rate = float(self.flaky_cfg.evidence_rate)
         for nodeid in self.tests:
-            v = summarise(nodeid, by_test[nodeid])
+            reason = ("pytest did not collect it when asked for it by node id" if nodeid in missing
+                      else unscheduled)
+            v = summarise(nodeid, by_test[nodeid], evidence_rate=rate, not_run_reason=reason)
             v.confidence = self.planner.confidence(nodeid) if nodeid in self.planner.tally else ""
             rep = self.repros.get(nodeid)
             if v.verdict in ("flaky", "fail", "error") and v.failures:
@@ -222,11 +232,23 @@ class _Audit:
                          "pytest_args": list(self.cfg.pytest_args),
                          "test_paths": list(self.cfg.test_paths)})
         return FlakyResult(project=str(self.cfg.root), tests=verdicts, settings=settings,
+                           evidence=_evidence(verdicts, rate, settings["workers"]),
                            seconds=self.state.meta.get("seconds", 0.0), executions=len(self.rows),
                            interpreters=len({r["unit"] for r in self.rows}), stopped=stopped,
                            state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows,
                            new_executions=len(self.rows) - self.rows_before,
                            recorded_as=self.state.meta.get("recorded_as"))
+
+
+def _evidence(verdicts, rate: float, workers: int) -> dict:
+    """How many passes are weak evidence, and the executions (and seconds, at the durations
+    measured, on this many workers) that would make every one of them strong."""
+    needed = runs_to_bound(rate)
+    weak = [v for v in verdicts if v.evidence_strength == "weak"]
+    more = {v.nodeid: needed - v.executions for v in weak}
+    seconds = sum(more[v.nodeid] * v.total_duration / max(1, v.executions) for v in weak)
+    return {"rate": rate, "confidence": 0.95, "weak": len(weak), "more_executions": sum(more.values()),
+            "more_seconds": round(seconds / max(1, workers), 1)}
 
 
 class _Job(tuple):
