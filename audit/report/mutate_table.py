@@ -7,11 +7,11 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from audit.mutate.operators import ALL_OPERATORS
 from audit.model.mutate import MutateResult, Tally
+from audit.mutate import catalog
 
-COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
-HEADERS = ("killed", "surv", "t/o", "no cov", "err")
+COLUMNS = ("killed", "survived", "timeout", "no_coverage", "unchecked", "error")
+HEADERS = ("killed", "surv", "t/o", "no cov", "unchk", "err")
 
 
 def _score_text(score: float | None) -> Text:
@@ -36,7 +36,7 @@ def score_table(title: str, rows: dict[str, Tally], first: str, total: Tally | N
 
 
 def survivor(mutant) -> Group:
-    op = ALL_OPERATORS.get(mutant.operator)
+    op = catalog.info(mutant.operator)
     head = Text.assemble((f"{mutant.path}:{mutant.line}", "bold"), f"  {mutant.function}  ",
                          (mutant.operator, "magenta"), "  ", (f"[{mutant.id}]", "dim"))
     bug = Text(f"  bug: {op.bug}" if op else "", style="dim")
@@ -49,7 +49,11 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
     console = console or Console()
     overall = result.overall
     if not result.mutants:
-        console.print("no mutants were generated" + (f" on lines changed since {result.since}" if result.since else ""))
+        if result.interrupted:
+            console.print("interrupted before any mutant was checked")
+        else:
+            console.print("no mutants were generated"
+                          + (f" on lines changed since {result.since}" if result.since else ""))
         return
     console.print(score_table("mutation score by operator", result.by_operator(), "operator", overall))
     console.print(score_table("by module", result.by_module(), "module"))
@@ -68,6 +72,9 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
                          f"  ({overall.killed + overall.timeout} detected of "
                          f"{overall.killed + overall.timeout + overall.survived + overall.no_coverage}; "
                          f"{len(result.mutants)} mutants in {result.elapsed:.0f}s)")
+    if result.partial:
+        line.append(f"  PARTIAL: {overall.unchecked} of {len(result.mutants)} mutants not checked", style="bold yellow")
+        line.append(" (interrupted)" if result.interrupted else "", style="bold yellow")
     if result.fail_under is not None:
         line.append(f"  fail_under {result.fail_under:g}: ")
         line.append("pass" if result.passed else "FAIL", style="green" if result.passed else "bold red")
@@ -75,9 +82,11 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
 
 
 def operators_table() -> Table:
+    from audit.mutate.registry import all_operators
+
     table = Table(title="mutation operators (--operators ml|mutmut|all|NAME,...)", title_justify="left")
     for col in ("name", "bug it models", "example", "killed by a"):
         table.add_column(col)
-    for op in ALL_OPERATORS.values():
+    for op in all_operators().values():
         table.add_row(op.name, op.bug, op.example if op.ml else "", op.killer)
     return table
