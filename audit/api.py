@@ -63,13 +63,12 @@ def _record_flaky(cfg, result, db):
 
 def _attribute(cfg, result, progress) -> None:
     """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within the attribution budget."""
-    from audit.flaky.attribute import attribute
-    from audit.model.flaky import Cause
+    from audit.flaky.attribution import attribute
 
     found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget, workers=cfg.flaky.workers or None,
                       progress=progress)
     for test in result.tests:
-        test.causes = [Cause.from_json(c) for c in found.get(test.nodeid, [])]
+        test.causes = found.get(test.nodeid, [])
     result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                           "interpreters": found.interpreters}
