@@ -31,6 +31,12 @@ def row(nodeid, unit, klass="pass", drew=False, sig=(), rnd=0, duration=0.01, **
     return out
 
 
+def measured(p, seconds=0.01, **extra):
+    """The planner after a survey in which every test ran once in *seconds*."""
+    p.record([row(t, 99, duration=seconds, **extra) for t in p.tests])
+    return p
+
+
 def test_axes_from_config_validates_and_fills_defaults():
     from types import SimpleNamespace as NS
     cfg = NS(rng=["numpy", "torch"], hashseed=False, threads=[], orders=["file", "file"], determinism=False)
@@ -48,7 +54,7 @@ def test_axes_from_config_validates_and_fills_defaults():
 
 
 def test_units_cycle_through_process_settings_and_are_serialisable():
-    p = Planner(TESTS, axes(), master_seed=11)
+    p = measured(Planner(TESTS, axes(), master_seed=11))
     units = [p.next_unit(seconds_left=500, workers=2) for _ in range(12)]
     assert {u.deterministic for u in units} == {"on", "off"}
     kinds = {u.order.split(":")[0] for u in units}
@@ -61,13 +67,13 @@ def test_units_cycle_through_process_settings_and_are_serialisable():
             assert u.tests == TESTS[::-1]
         assert Unit.from_json(u.to_json()) == u
         assert json.loads(u.to_json())["seeds"] == {"torch": "fresh", "numpy": "fresh", "random": "fresh"}
-    again = Planner(TESTS, axes(), master_seed=11)
+    again = measured(Planner(TESTS, axes(), master_seed=11))
     assert [again.next_unit(500, 2).hashseed for _ in range(3)] == [u.hashseed for u in units[:3]]
 
 
 def test_shuffled_order_is_reproducible_from_its_recorded_seed():
     import random
-    p = Planner(TESTS, axes(orders=["shuffle"], determinism=False), master_seed=3)
+    p = measured(Planner(TESTS, axes(orders=["shuffle"], determinism=False), master_seed=3))
     u = p.next_unit(500, 2)
     seed = int(u.order.split(":")[1])
     expected = list(TESTS)
@@ -76,14 +82,14 @@ def test_shuffled_order_is_reproducible_from_its_recorded_seed():
 
 
 def test_pinned_families_and_switched_off_axes():
-    p = Planner(TESTS, axes(rng=["numpy"], hashseed=False, determinism=False, threads=[3]), master_seed=1)
+    p = measured(Planner(TESTS, axes(rng=["numpy"], hashseed=False, determinism=False, threads=[3]), master_seed=1))
     u = p.next_unit(500, 2)
     assert u.seeds == {"torch": 0, "numpy": "fresh", "random": 0}
     assert u.hashseed == "0" and u.deterministic is None and u.env_threads is None and u.threads == [3]
 
 
 def test_budget_goes_to_tests_that_draw_fresh_randomness():
-    p = Planner(TESTS, axes(), master_seed=1)
+    p = Planner(TESTS, axes(), master_seed=1, durations={t: 0.01 for t in TESTS})
     p.next_unit(500, 2)
     # test_0 draws fresh randomness (different end states), test_1 reseeds itself (same state)
     p.record([row(TESTS[0], 0, drew=True, sig=[("torch", "a")]), row(TESTS[0], 0, drew=True, sig=[("torch", "b")]),
@@ -115,8 +121,67 @@ def test_a_test_that_hung_runs_alone_a_few_times_then_stops():
     p = Planner(TESTS[:2], axes(), master_seed=1)
     p.record([row(TESTS[0], 0, "fail", outcome="timeout"), row(TESTS[1], 0)])
     lone = [p.next_unit(500, 2) for _ in range(3)]
-    assert all(u.tests == [TESTS[0]] and u.rounds == 1 for u in lone)
+    assert all(u.tests == [TESTS[0]] and u.rounds == 1 and u.exclusive and u.kind == "alone" for u in lone)
     assert p.next_unit(500, 2).tests == [TESTS[1]]
+
+
+def test_a_rerun_alone_waits_for_the_machine_and_nothing_starts_beside_it():
+    p = Planner(TESTS[:2], axes(), master_seed=1)
+    p.record([row(TESTS[0], 0, "fail", outcome="timeout"), row(TESTS[1], 0)])
+    busy = Unit(id=50, tests=[TESTS[1]])
+    assert p.next_unit(500, 2, running=[busy]) is None
+    lone = p.next_unit(500, 2)
+    assert lone.exclusive and p.next_unit(500, 2, running=[lone]) is None
+
+
+def test_the_survey_splits_the_suite_across_the_workers_once():
+    p = Planner(TESTS, axes(), master_seed=1)
+    first, second = p.next_unit(500, 2), p.next_unit(500, 2, running=[])
+    assert first.tests == TESTS[:3] and second.tests == TESTS[3:]
+    assert first.kind == second.kind == "survey" and first.caps == {t: 1 for t in TESTS[:3]}
+    assert p.next_unit(500, 2) is None          # every test is being timed
+    p.record([row(t, first.id) for t in first.tests], unit=first)
+    assert sorted(p.next_unit(500, 2).tests) == TESTS[:3]   # the timed half goes on while the rest is timed
+
+
+def test_known_durations_spare_the_survey():
+    p = Planner(TESTS, axes(), master_seed=1, durations={t: 0.01 for t in TESTS})
+    assert p.next_unit(500, 2).kind == "fast"
+
+
+def test_slow_tests_take_turns_and_never_join_the_fast_units():
+    slow = TESTS[0]
+    p = Planner(TESTS, axes(), master_seed=1, budget=150.0,
+                durations={slow: 20.0, **{t: 0.01 for t in TESTS[1:]}})
+    units = []
+    for _ in range(8):
+        u = p.next_unit(500, 2, running=[u for u in units[-1:]])
+        units.append(u)
+    fast = [u for u in units if u.kind == "fast"]
+    turns = [u for u in units if u.kind == "slow"]
+    assert fast and turns and all(slow not in u.tests for u in fast)
+    assert all(u.tests == [slow] and u.rounds == 1 for u in turns)
+    # at most half the workers run slow turns: with one already running, the next is fast
+    assert p.next_unit(500, 2, running=[turns[0]]).kind == "fast"
+    assert p.timeout_for(turns[0], 60.0) == 100.0 and p.timeout_for(fast[0], 60.0) == 60.0
+
+
+def test_a_test_that_needs_much_of_the_memory_runs_alone():
+    p = Planner(TESTS[:3], axes(), master_seed=1, durations={t: 0.01 for t in TESTS[:3]}, memory_mb=1000.0)
+    p.record([row(TESTS[0], 1, peak_rss_mb=500.0), row(TESTS[1], 1, peak_rss_mb=50.0),
+              row(TESTS[2], 1, peak_rss_mb=50.0)])
+    units = [p.next_unit(500, 2) for _ in range(6)]
+    alone = [u for u in units if u and u.exclusive]
+    assert alone and all(u.tests == [TESTS[0]] for u in alone)
+    assert all(TESTS[0] not in u.tests for u in units if u and not u.exclusive)
+
+
+def test_the_plan_says_what_each_kind_of_test_gets():
+    p = Planner(TESTS, axes(), master_seed=1, budget=150.0, durations={TESTS[0]: 30.0, **{t: 0.01 for t in TESTS[1:]}})
+    plan = p.describe(seconds_left=150.0, workers=2)
+    assert plan["pass_seconds"] == 30.05 and plan["fast"]["tests"] == 5 and plan["slow"]["tests"] == 1
+    assert plan["slow"]["executions_each"] == 4 and plan["fast"]["executions_each"] >= 20
+    assert plan["slow"]["rate_bound"] > 0.5 > plan["fast"]["rate_bound"]
 
 
 def test_verdicts():
@@ -157,3 +222,16 @@ def test_repro_candidates_shortest_first_with_the_tests_that_ran_before():
     assert "--audit-threads=1" in cmd and "--audit-seed-torch=fresh" in cmd
     rerun = repro.build(row("c", 4, "fail", attempt=2, seeds={"torch": 42}), unit, [], [])
     assert "--audit-seed-torch=42" in rerun.command() and "--force-reruns=0" in rerun.command()
+
+
+def test_a_hang_under_load_counts_only_if_it_hangs_alone_too():
+    loaded = row("t", 1, "fail", outcome="timeout", digest="timeout: still running after 60s")
+    clean = [row("t", 1)] * 3
+    v = summarise("t", clean + [loaded] + [row("t", 2, alone=True)] * 2)
+    assert (v.verdict, v.failures, v.executions) == ("pass", 0, 5)
+    assert "1 timeout beside other tests not counted: it ran clean alone 2 times" in v.evidence
+    assert v.outcomes["timeout"] == 1
+    hung_alone = summarise("t", clean + [loaded, dict(loaded, alone=True)])
+    assert hung_alone.verdict == "flaky" and "hung or crashed running alone too" in hung_alone.evidence
+    only = summarise("t", [loaded])
+    assert only.verdict == "error" and "not yet rerun alone" in only.evidence

@@ -42,9 +42,9 @@ def test_hostile_node_ids_survive_every_output(tmp_path, monkeypatch, capsys):
     data = json.loads(out.read_text())
     assert code == 1
     assert [t["nodeid"] for t in data["tests"]] == ids
-    assert all(t["verdict"] == "flaky" and t["repro_verified"] for t in data["tests"])
+    assert all(t["verdict"] == "flaky" and t["repro"] for t in data["tests"])
     for nodeid, test in zip(ids, data["tests"]):
-        assert f"{nodeid} repro (fails again when run):" in printed
+        assert f"{nodeid} repro (" in printed
         assert shlex.quote(nodeid) in test["repro"] and test["repro"] in printed
     assert "recorded as run 1" in printed
 

@@ -37,10 +37,13 @@ REPRO_TIMEOUT = 120.0
 class _Audit:
     """One run of the engine: the scheduler between the planner, the pool and the repros."""
 
-    def __init__(self, cfg, progress=None, resume: bool = False):
+    def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None):
         self.cfg = cfg
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
+        self.on_plan = on_plan or (lambda plan: None)
+        self.plan: dict = {}
+        self.running: dict[int, object] = {}
         self.axes = Axes.from_config(cfg.flaky)
         base = state_dir(cfg.root)
         self.rows: list[dict] = []
@@ -66,7 +69,9 @@ class _Audit:
                                              "seconds": 0.0, "next_unit": 0, "repros": {}})
             old_rows, old_units = [], {}
         self.master_seed = seed
-        self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs)
+        known = {n: d for n, d in (durations or {}).items() if n in set(self.tests)}
+        self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs, budget=float(cfg.flaky.budget),
+                               durations=known)
         self.planner.next_id = self.state.meta.get("next_unit", 0)
         # a resumed plan draws its next units from a stream that differs from the first run's
         self.planner.rand.seed(f"{seed}:{self.planner.next_id}")
@@ -91,7 +96,7 @@ class _Audit:
     # ---- scheduling ---------------------------------------------------------------------
     def run(self) -> FlakyResult:
         budget = float(self.flaky_cfg.budget)
-        workers = self.flaky_cfg.workers or os.cpu_count() or 1
+        workers = self.workers = self.flaky_cfg.workers or os.cpu_count() or 1
         timeout = float(self.flaky_cfg.timeout)
         self.t0 = time.monotonic()
         self.deadline = self.t0 + max(0.0, budget - self.spent_before)
@@ -119,26 +124,29 @@ class _Audit:
                         self.repro_running.add(nodeid)
                         return ("repro", nodeid, cand)
             reserve = self.planner.startup + 1.0
-            unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers)
-            if unit is not None:
-                unit.plugins_off = self.plugins_off
-                unit.watch = [t for t in unit.tests if t not in self.watched]
-                self.watched.update(unit.watch)
+            unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers,
+                                          running=list(self.running.values()))
             if unit is None:
-                if self.planner.pending():
+                if self.planner.pending() and not self.running:
                     stopped = "budget spent"
                 return None
+            unit.plugins_off = self.plugins_off
+            unit.watch = [t for t in unit.tests if t not in self.watched]
+            self.watched.update(unit.watch)
             self.units[unit.id] = json.loads(unit.to_json())
+            self.running[unit.id] = unit
             return ("unit", unit.id, unit)
 
         def start(job):
             if job.kind == "unit":
-                return run_unit(self.cfg, job.payload, timeout, self.workdir, pool.stop, pool.procs, cwd=job.where)
+                return run_unit(self.cfg, job.payload, self.planner.timeout_for(job.payload, timeout), self.workdir,
+                                pool.stop, pool.procs, cwd=job.where)
             return self._verify(job.payload, job.where)
 
         def on_result(job, value):
             free_dirs.append(job.where)
             if job.kind == "unit":
+                self.running.pop(job.key, None)
                 self._unit_done(value)
             else:
                 self._repro_done(job.key, job.payload, value)
@@ -163,7 +171,10 @@ class _Audit:
         missing = {e["nodeid"] for e in res.events if e.get("event") == "missing"}
         if missing - set(self.state.meta.get("missing", [])):
             self.state.meta["missing"] = sorted(missing | set(self.state.meta.get("missing", [])))
-        self.planner.record(res.rows, res.seconds, res.startup)
+        self.planner.record(res.rows, res.seconds, res.startup, unit=unit)
+        if not self.plan and not self.planner.surveying and all(n in self.planner.test_seconds for n in self.tests):
+            self.plan = self.planner.describe(self.deadline - time.monotonic(), self.workers)
+            self.on_plan(self.plan)
         self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
@@ -242,7 +253,7 @@ class _Audit:
                          "pytest_args": list(self.cfg.pytest_args),
                          "test_paths": list(self.cfg.test_paths)})
         return FlakyResult(project=str(self.cfg.root), tests=verdicts, settings=settings,
-                           evidence=_evidence(verdicts, rate, settings["workers"]),
+                           evidence=_evidence(verdicts, rate, settings["workers"]), plan=self.plan,
                            seconds=self.state.meta.get("seconds", 0.0), executions=len(self.rows),
                            interpreters=len({r["unit"] for r in self.rows}), stopped=stopped,
                            state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows,
@@ -297,6 +308,10 @@ def session(cfg):
             cfg.run_dir, cfg.run_dirs = cfg.root, [cfg.root]
 
 
-def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
-    """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`."""
-    return _Audit(cfg, progress=progress, resume=resume).run()
+def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None) -> FlakyResult:
+    """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`.
+
+    *durations* (node id -> seconds, e.g. from the history store) spare the survey; *on_plan*
+    gets the plan (what the budget can and cannot prove) once every test's duration is known.
+    """
+    return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan).run()

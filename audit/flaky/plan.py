@@ -2,11 +2,20 @@
 
 Per-test settings (RNG seeds, thread count) vary inside one interpreter, round after round;
 per-interpreter settings (hash seed, determinism, order, thread variables at start) vary
-between units. The planner keeps a tally per test and, each time a worker is free, builds the
-next ``Unit``: the tests still worth running, and as many rounds as pay for the interpreter's
-start-up. A test stops getting executions once it is proven flaky, or once it has reached the
-target (more of them when it draws randomness: a test that draws none only needs new
-interpreters and each thread count).
+between units. The planner first measures the suite (a *survey*: every test once, the suite
+split across the workers, unless the history store already knows the durations), then keeps a
+tally per test and, each time a worker is free, builds the next ``Unit``:
+
+* *fast* units hold every fast test that is still worth running, with as many rounds as pay for
+  the interpreter's start-up, most of them for the tests that draw fresh randomness;
+* *slow* tests take turns in units of their own (at most half the workers at a time), so a few
+  20-second tests never starve the fast ones;
+* a test whose memory would crowd the machine, and a rerun of one that hung or crashed under
+  load, runs *alone* (``Unit.exclusive``): nothing else runs beside it.
+
+A test stops getting executions once it is proven flaky, or once it has reached the target
+(more of them when it draws randomness: a test that draws none only needs new interpreters and
+each thread count).
 """
 
 from __future__ import annotations
@@ -33,8 +42,12 @@ MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first
 # in-process repetition per unit, relative to its start-up: more finds rare RNG flakes sooner,
 # less buys more interpreters (hash seeds, orders, determinism)
 IN_PROCESS_SHARE = 0.75
-SLOW_TEST = 0.25       # seconds: slower tests take turns instead of joining every interpreter
+SLOW_TEST = 0.25       # seconds at least: slower tests take turns instead of joining every interpreter
+SLOW_SHARE = 1 / 600   # ... and at least this share of the budget (0.25 s of a 150 s budget)
+SLOW_UNIT = 15.0       # seconds of slow tests packed into one slow unit (at least the slowest one)
+HEAVY_SHARE = 0.35     # a test peaking above this share of the machine's memory runs alone
 QUARANTINE_UNITS = 3   # extra lone runs of a test that hung or crashed
+TIMEOUT_FACTOR = 5     # a test may take this many times its measured duration before it counts as hung
 
 
 @dataclass
@@ -90,6 +103,14 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def machine_memory_mb() -> float | None:
+    """Physical memory of this machine in MiB (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 20
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def cuda_present() -> bool:
     try:
         import torch
@@ -127,7 +148,8 @@ class Planner:
     """Builds units until every test is proven flaky or has reached its target."""
 
     def __init__(self, tests: list[str], axes: Axes, master_seed: int, runs: int = 0,
-                 exec_target: int = EXEC_TARGET, unit_target: int = UNIT_TARGET):
+                 exec_target: int = EXEC_TARGET, unit_target: int = UNIT_TARGET, budget: float = 150.0,
+                 durations: dict[str, float] | None = None, memory_mb: float | None = None):
         self.tests = list(tests)
         self.axes = axes
         self.rand = random.Random(master_seed)
@@ -140,16 +162,29 @@ class Planner:
         self.startup = 3.0          # seconds to start an interpreter and collect; learnt
         self.first_startup = True
         self.overhead = 0.005       # seconds pytest spends per execution besides the test
-        self.test_seconds: dict[str, float] = {}
+        self.test_seconds: dict[str, float] = dict(durations or {})   # measured, or from the history
+        self.budget = budget
+        self.memory_mb = memory_mb if memory_mb is not None else machine_memory_mb()
+        self.peak_mb: dict[str, float] = {}
+        self.surveying: set[str] = set()      # tests in a survey unit still running
+        self.survey_chunks: list[list[str]] | None = None
+        self.turn = 0
+        self.heavy_due = False
 
     # ---- learning from results --------------------------------------------------------
     def record(self, rows: list[dict], unit_seconds: float | None = None,
-               startup: float | None = None) -> None:
+               startup: float | None = None, unit: Unit | None = None) -> None:
         spent = 0.0
+        if unit is not None and unit.kind == "survey":
+            self.surveying.difference_update(unit.tests)
+            for n in unit.tests:   # a test the survey could not time runs with the fast ones
+                self.test_seconds.setdefault(n, 0.0)
         for row in rows:
             t = self.tally.get(row["nodeid"])
             if t is None:
                 continue
+            if row.get("peak_rss_mb") is not None:
+                self.peak_mb[row["nodeid"]] = max(self.peak_mb.get(row["nodeid"], 0.0), row["peak_rss_mb"])
             t.units.add(row["unit"])
             spent += row.get("duration", 0.0)
             prev = self.test_seconds.get(row["nodeid"])
@@ -193,36 +228,89 @@ class Planner:
     def pending(self) -> list[str]:
         return [n for n in self.tests if not self.satisfied(n)]
 
-    def next_unit(self, seconds_left: float, workers: int = 1) -> Unit | None:
-        """The next unit to run, or None when nothing is worth starting in *seconds_left*."""
+    def next_unit(self, seconds_left: float, workers: int = 1, running=()) -> Unit | None:
+        """The next unit to run beside *running* ones, or None when nothing is worth starting
+        in *seconds_left* (or, while others run, nothing may start beside them yet)."""
         if seconds_left < self.startup + 0.5:
             return None
-        pending = self.pending()
-        if not pending:
+        pending = [n for n in self.pending() if n not in self.surveying]
+        if not pending or any(u.exclusive for u in running):
             return None
-        lone = [n for n in pending if self.tally[n].faults]
-        if lone:
-            nodeid = lone[0]
-            self.tally[nodeid].lone_units += 1
-            return self._unit([nodeid], rounds=1, seconds_left=seconds_left)
-        chosen = self._choose(pending)
-        rounds, caps = self._allocate(chosen, seconds_left, workers)
-        return self._unit(chosen, rounds=rounds, seconds_left=seconds_left, caps=caps)
+        faulted = [n for n in pending if self.tally[n].faults]
+        if faulted:   # hung or crashed: rerun alone with the whole machine before it counts
+            if running:
+                return None
+            self.tally[faulted[0]].lone_units += 1
+            return self._alone(faulted[0], seconds_left)
+        unmeasured = [n for n in pending if n not in self.test_seconds]
+        if unmeasured:
+            return self._survey(unmeasured, workers, seconds_left)
+        heavy = [n for n in pending if self.heavy(n)]
+        if heavy and self.heavy_due:
+            if running:
+                return None     # let the running units finish: it needs the memory to itself
+            self.heavy_due = False
+            return self._alone(min(heavy, key=lambda n: (self.tally[n].executions, n)), seconds_left)
+        slow = [n for n in pending if self.slow(n) and n not in heavy]
+        fast = [n for n in pending if not self.slow(n) and n not in heavy]
+        slow_running = sum(1 for u in running if u.kind == "slow")
+        slow_turn = (slow or heavy) and (not fast or (slow_running < max(1, workers // 2)
+                                                      and (workers > 1 or self.turn % 2 == 1)))
+        self.turn += 1
+        if slow_turn and heavy and (not slow or self.turn % 4 == 0):
+            self.heavy_due = True
+            return None if running else self.next_unit(seconds_left, workers, running)
+        if slow_turn and slow:
+            return self._slow_unit(slow, seconds_left)
+        if fast:
+            rounds, caps = self._allocate(fast, seconds_left, workers)
+            return self._unit(fast, rounds=rounds, seconds_left=seconds_left, caps=caps)
+        return self._slow_unit(slow, seconds_left) if slow else None
 
-    def _choose(self, pending: list[str]) -> list[str]:
-        """Every cheap pending test, and the slow ones that fit, least sampled first: a slow
-        test then sits out some interpreters instead of making every one of them slow."""
-        cheap = [n for n in pending if self.test_seconds.get(n, 0.0) < SLOW_TEST]
-        slow = sorted((n for n in pending if n not in cheap),
-                      key=lambda n: (len(self.tally[n].units), n))
-        room = max(0.3 * self.startup, 0.5)
-        chosen = set(cheap)
-        for n in slow:
-            if room <= 0:
+    def _alone(self, nodeid: str, seconds_left: float) -> Unit:
+        return self._unit([nodeid], rounds=1, seconds_left=seconds_left, caps={nodeid: 1}, kind="alone",
+                          exclusive=True)
+
+    def slow_threshold(self) -> float:
+        return max(SLOW_TEST, SLOW_SHARE * self.budget)
+
+    def slow(self, nodeid: str) -> bool:
+        return self.test_seconds.get(nodeid, 0.0) >= self.slow_threshold()
+
+    def heavy(self, nodeid: str) -> bool:
+        """Its peak memory alone would take a large share of the machine."""
+        return bool(self.memory_mb) and self.peak_mb.get(nodeid, 0.0) > HEAVY_SHARE * self.memory_mb
+
+    def _survey(self, unmeasured: list[str], workers: int, seconds_left: float) -> Unit:
+        """Every test once, the suite split into one contiguous chunk per worker (modules stay
+        together, so their fixtures are built once)."""
+        if self.survey_chunks is None:
+            size = math.ceil(len(unmeasured) / max(1, workers))
+            self.survey_chunks = [unmeasured[i:i + size] for i in range(0, len(unmeasured), size)]
+        chunk = self.survey_chunks.pop(0) if self.survey_chunks else unmeasured
+        chunk = [n for n in chunk if n in unmeasured] or unmeasured
+        self.surveying.update(chunk)
+        return self._unit(chunk, rounds=1, seconds_left=seconds_left, caps={n: 1 for n in chunk}, kind="survey",
+                          order="file")
+
+    def _slow_unit(self, slow: list[str], seconds_left: float) -> Unit:
+        """Slow tests, least sampled first, one execution each, up to SLOW_UNIT seconds."""
+        ordered = sorted(slow, key=lambda n: (len(self.tally[n].units), self.tally[n].executions, n))
+        room = max(SLOW_UNIT, max(self.test_seconds[n] for n in ordered))
+        chosen = []
+        for n in ordered:
+            if chosen and self.test_seconds[n] > room:
                 break
-            chosen.add(n)
+            chosen.append(n)
             room -= self.test_seconds[n]
-        return [n for n in pending if n in chosen]
+        chosen = [n for n in slow if n in chosen]   # in suite order
+        return self._unit(chosen, rounds=1, seconds_left=seconds_left, caps={n: 1 for n in chosen}, kind="slow")
+
+    def timeout_for(self, unit: Unit, floor: float) -> float:
+        """Seconds one execution of *unit*'s tests may take: *floor*, or TIMEOUT_FACTOR times
+        the slowest measured duration among them."""
+        measured = [self.test_seconds.get(n, 0.0) for n in unit.tests]
+        return max(floor, TIMEOUT_FACTOR * max(measured, default=0.0))
 
     def _allocate(self, tests: list[str], seconds_left: float, workers: int) -> tuple[int, dict]:
         """Executions per test for the next unit, as (rounds, caps).
@@ -262,11 +350,12 @@ class Planner:
                 spent += cost[n]
         return max(caps.values()), caps
 
-    def _unit(self, tests: list[str], rounds: int, seconds_left: float, caps: dict | None = None) -> Unit:
+    def _unit(self, tests: list[str], rounds: int, seconds_left: float, caps: dict | None = None,
+              kind: str = "fast", exclusive: bool = False, order: str | None = None) -> Unit:
         k = self.next_id
         self.next_id += 1
         axes, rand = self.axes, self.rand
-        order = axes.orders[(k // (2 if axes.determinism else 1)) % len(axes.orders)]
+        order = order or axes.orders[(k // (2 if axes.determinism else 1)) % len(axes.orders)]
         ordered = list(tests)
         if order == "reversed":
             ordered.reverse()
@@ -287,11 +376,48 @@ class Planner:
             max_runs_per_test=rounds, caps=caps or {},
             max_seconds=max(1.0, min(seconds_left - self.startup - 1.0,
                                      4 * self.startup + 3 * self._planned(tests, caps))),
-            cuda=axes.cuda,
+            cuda=axes.cuda, kind=kind, exclusive=exclusive,
         )
 
     def _planned(self, tests: list[str], caps: dict | None) -> float:
         return sum(self.test_seconds.get(n, 0.05) * (caps or {}).get(n, 1) for n in tests)
+
+    # ---- what the budget can reach -----------------------------------------------------
+    def describe(self, seconds_left: float, workers: int) -> dict:
+        """The plan once every test's duration is known: the suite's pass time, how its tests
+        divide into fast, slow and alone, and about how many executions each kind will get in
+        the time left, with the failure rate a clean record of that many would bound."""
+        heavy = [n for n in self.tests if self.heavy(n)]
+        slow = [n for n in self.tests if self.slow(n) and n not in heavy]
+        fast = [n for n in self.tests if n not in slow and n not in heavy]
+        worker_seconds = max(0.0, seconds_left) * max(1, workers)
+        if not (slow or heavy):
+            slow_share = 0.0
+        elif not fast:
+            slow_share = 1.0
+        else:
+            slow_share = max(1, workers // 2) / workers if workers > 1 else 0.5
+        slow_pass = sum(self.test_seconds[n] for n in slow + heavy)
+        slow_units = max(1, math.ceil(slow_pass / SLOW_UNIT)) + len(heavy)
+        slow_runs = int(worker_seconds * slow_share / (slow_pass + slow_units * self.startup)) if slow_pass else 0
+        cost = {n: self.test_seconds[n] + self.overhead for n in fast}
+        allowance = min(max(IN_PROCESS_SHARE * self.startup, 1.0), MAX_IN_PROCESS)
+        fast_units = int(worker_seconds * (1 - slow_share) / (self.startup + sum(cost.values()) + allowance)) if fast else 0
+        drawing = [n for n in fast if self.tally[n].draws]
+        per_unit = 1 + allowance / max(sum(cost[n] for n in drawing), 1e-3) if drawing else 1
+        fast_runs = min(fast_units, self.unit_target)
+        drawing_runs = min(int(fast_units * min(per_unit, MAX_ROUNDS)), self.exec_target)
+
+        def kind(tests, runs):
+            return {"tests": len(tests), "seconds": round(sum(self.test_seconds[n] for n in tests), 2),
+                    "executions_each": runs, "rate_bound": round(upper_bound_no_failures(runs), 4)}
+
+        return {"pass_seconds": round(sum(self.test_seconds[n] for n in self.tests), 2),
+                "seconds_left": round(max(0.0, seconds_left), 1), "workers": workers,
+                "slow_threshold": round(self.slow_threshold(), 3), "startup": round(self.startup, 2),
+                "fast": {**kind(fast, fast_runs), "drawing": len(drawing), "drawing_executions_each": drawing_runs,
+                         "drawing_rate_bound": round(upper_bound_no_failures(drawing_runs), 4)},
+                "slow": kind(slow, slow_runs), "alone": kind(heavy, slow_runs)}
 
     # ---- what was reached -------------------------------------------------------------
     def confidence(self, nodeid: str) -> str:

@@ -171,6 +171,31 @@ def _fewer_final_collections(config) -> None:
     config.stash[gc_collect_iterations_key] = 1
 
 
+def _reset_peak_rss() -> None:
+    """Start a new peak-memory window for this process (Linux: /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory since the last reset, in MiB (None where unknown)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
+
+
 def _failure_digest(report) -> str:
     """One line saying how a failing phase failed: the exception line and where it was raised."""
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -383,6 +408,7 @@ class AuditPlugin:
 
             self.watch.discard(nodeid)
             self.tree_before = tree_stats(self.config.rootpath)
+        _reset_peak_rss()
         self._emit({"event": "start", "nodeid": nodeid, "round": self.round, "attempt": attempt})
 
     @pytest.hookimpl(hookwrapper=True)
@@ -446,6 +472,7 @@ class AuditPlugin:
         row["drew_any"] = any(row["draws"].values()) or bool(row["uses_drawing_fixtures"])
         row["signature"] = randomness_signature(row, self.fixture_draws)
         row["pid"] = os.getpid()
+        row["peak_rss_mb"] = _peak_rss_mb()
         row["ended_at"] = time.time()
         if self.tree_before is not None:
             from audit.scratch import changed_files, tree_stats

@@ -44,6 +44,8 @@ class Unit:
     cuda: bool = False
     plugins_off: list = field(default_factory=list)   # pytest plugins not loaded (-p no:NAME)
     watch: list = field(default_factory=list)   # node ids whose first execution records the files it writes
+    kind: str = "fast"                    # survey | fast | slow | alone (see audit.flaky.plan)
+    exclusive: bool = False               # nothing else runs beside it (memory, a rerun of a hang)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -98,7 +100,8 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path, stop: threading.Eve
                     targets=targets, env=unit.env(), plugins_off=["randomly", *unit.plugins_off],
                     rows_file=rows_file, log=workdir / f"log-{unit.id}.txt", cwd=cwd)
     out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
-    rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order} for rec in out.rows]
+    rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order, "alone": unit.exclusive}
+            for rec in out.rows]
     if out.unfinished is not None:
         rows.append(_synthetic(unit, out.unfinished))
     return UnitResult(unit, rows, out.returncode, out.seconds, out.events, out.output_tail, out.interrupted,
@@ -111,7 +114,7 @@ def _synthetic(unit: Unit, unfinished: dict) -> dict:
             "seed_base": None, "threads": None, "deterministic": unit.deterministic,
             "phases": {"call": unfinished["outcome"]}, "masked": False, "klass": "fail", "draws": {},
             "fixture_draws": [], "uses_drawing_fixtures": [], "drew_any": False,
-            "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order}
+            "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order, "alone": unit.exclusive}
 
 
 class Pool:

@@ -31,8 +31,31 @@ def decide(rows: list[dict]) -> str:
     return "skip"
 
 
+FAULTS = ("timeout", "crashed")
+
+
+def under_load(rows: list[dict]) -> tuple[list[dict], str]:
+    """The executions that count, and a note on the hangs and crashes that do not.
+
+    A hang or crash beside other units may be ours (two heavy tests at once, a timeout under
+    load): it counts only once the test also hung or crashed running alone on the machine.
+    """
+    loaded = [r for r in rows if r.get("outcome") in FAULTS and not r.get("alone")]
+    alone = [r for r in rows if r.get("alone")]
+    if not loaded or any(r.get("outcome") in FAULTS for r in alone):
+        return rows, ("; it hung or crashed running alone too" if loaded else "")
+    if len(loaded) == len(rows):   # nothing else to go by: keep them, and say where they happened
+        return rows, "every execution hung or crashed beside other tests; not yet rerun alone (budget)"
+    kinds = sorted({r["outcome"] for r in loaded})
+    note = (f"{len(loaded)} {'/'.join(kinds)} beside other tests not counted: "
+            + (f"it ran clean alone {len(alone)} times" if alone else "not yet rerun alone (budget)"))
+    return [r for r in rows if r not in loaded], note
+
+
 def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_rate: float = 0.05,
               not_run_reason: str = "the budget ended before it got a turn") -> TestVerdict:
+    all_rows = rows
+    rows, load_note = under_load(rows)
     ran = [r for r in rows if r["klass"] != "skip"]
     fails = [r for r in ran if r["klass"] == "fail"]
     verdict = decide(rows)
@@ -47,8 +70,10 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
         if masked:
             evidence += (f"; pytest-rerunfailures retried {masked} of these failures, so the "
                          "project's own runs report them as passes")
-    elif not rows:
+    elif not all_rows:
         evidence = f"never ran: {not_run_reason}"
+    if load_note:
+        evidence = "; ".join(p for p in (evidence, load_note.lstrip("; ")) if p)
     strength = None
     if verdict == "pass":
         strength = "strong" if upper_bound_no_failures(n) < evidence_rate else "weak"
@@ -56,9 +81,9 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
         nodeid=nodeid, verdict=verdict, executions=n, failures=k, skips=len(rows) - n,
         rate=rate(k, n), interval=clopper_pearson(k, n) if n else (0.0, 1.0),
         failing_settings=[Setting.from_row(r) for r in fails[:keep_settings]],
-        failure_digests=digests, outcomes=dict(Counter(r["outcome"] for r in rows)),
+        failure_digests=digests, outcomes=dict(Counter(r["outcome"] for r in all_rows)),
         masked=masked, draws=draws, interpreters=len({r["unit"] for r in rows}), evidence=evidence,
         total_duration=sum(r.get("duration") or 0.0 for r in rows), evidence_strength=strength,
         writes=sorted({p for r in rows for p in r.get("wrote") or ()}),
-        not_run_reason=not_run_reason if not rows else None,
+        not_run_reason=not_run_reason if not all_rows else None,
     )

@@ -242,6 +242,7 @@ class FlakyResult:
     rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
     attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
     evidence: dict = field(default_factory=dict)       # the pass evidence level, weak count, what would bound them
+    plan: dict = field(default_factory=dict)           # what the budget could reach, as planned (audit.flaky.plan)
     recorded: Any = None                               # where the history store put it (audit.recording)
     new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
     recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
@@ -254,7 +255,7 @@ class FlakyResult:
         return {"schema": SCHEMA, "project": self.project, "settings": self.settings,
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
-                "attribution": self.attribution, "evidence": self.evidence, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
+                "attribution": self.attribution, "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
 
     @classmethod
@@ -266,4 +267,5 @@ class FlakyResult:
                    executions=int(data.get("executions", 0)), interpreters=int(data.get("interpreters", 0)),
                    stopped=data.get("stopped", ""), interrupted=data.get("stopped") == "interrupted",
                    rng_graph=dict(data.get("rng_graph") or {}), rng_hygiene=list(data.get("rng_hygiene") or ()),
-                   attribution=dict(data.get("attribution") or {}), evidence=dict(data.get("evidence") or {}))
+                   attribution=dict(data.get("attribution") or {}), evidence=dict(data.get("evidence") or {}),
+                   plan=dict(data.get("plan") or {}))
