@@ -22,8 +22,8 @@ def configure(path: str | Path = ".", section: str = "", **settings: Any):
 
 
 def flaky(path: str | Path = ".", *, progress: Callable | None = None, attribution_progress: Callable | None = None,
-          resume: bool = False, json: str | Path | None = None, record: bool = True, db: str | None = None,
-          **settings: Any):
+          on_plan: Callable | None = None, resume: bool = False, json: str | Path | None = None, record: bool = True,
+          db: str | None = None, **settings: Any):
     """Rerun the suite under varied settings, then (with ``attribute``) find why each flaky test fails.
 
     Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says where the history
@@ -37,7 +37,7 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     if json:
         check_writable(json)
     with session(cfg):
-        result = run_flaky(cfg, progress=progress, resume=resume)
+        result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan)
         if cfg.flaky.attribute and result.flaky and not result.interrupted:
             _attribute(cfg, result, attribution_progress)
     if json:

@@ -29,13 +29,18 @@ TAIL_CHARS = 4000
 
 
 def _quiet_args() -> list[str]:
-    args = ["-p", "no:cacheprovider"]
+    """Arguments every pytest run we start gets, whatever the project's addopts say: nothing is
+    written into the project, and plugins that would change how tests run are held still."""
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly"]   # pytest-randomly would reorder every run
     if importlib.util.find_spec("pytest_benchmark"):  # it creates .benchmarks/ in the rootdir of every run
         args.append(f"--benchmark-storage=file://{Path(tempfile.gettempdir()) / 'ml-audit-benchmarks'}")
+    if importlib.util.find_spec("pytest_cov"):        # a --cov in addopts would measure (and slow) every run
+        args.append("--no-cov")
+    if importlib.util.find_spec("xdist"):             # a -n in addopts would fan every run out to workers
+        args += ["-n", "0"]
     return args
 
 
-# Arguments every pytest run we start gets: nothing may be written into the user's project.
 QUIET_ARGS = _quiet_args()
 
 

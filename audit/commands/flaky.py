@@ -81,7 +81,11 @@ def run(args) -> int:
                        description=f"{executions} executions, {interpreters} interpreters, "
                                    f"{flaky} flaky, {pending} tests still sampled")
 
-        result = api.flaky(args.path, progress=progress, resume=args.resume, json=args.json,
+        def on_plan(plan):
+            for line in flaky_table.plan_lines(plan):
+                bar.console.print(escape(line), highlight=False, soft_wrap=True)
+
+        result = api.flaky(args.path, progress=progress, on_plan=on_plan, resume=args.resume, json=args.json,
                            record=not args.no_record, db=args.db,
                            attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"),
                            budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,

@@ -97,7 +97,7 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path, stop: threading.Eve
     # --maxfail=0 undoes a configured -x: an audit wants every test, failing or not
     run = PytestRun(cfg, options=["-q", "--maxfail=0", "--audit-enable", f"--audit-unit={unit_file}",
                                   f"--audit-rows={rows_file}"],
-                    targets=targets, env=unit.env(), plugins_off=["randomly", *unit.plugins_off],
+                    targets=targets, env=unit.env(), plugins_off=unit.plugins_off,
                     rows_file=rows_file, log=workdir / f"log-{unit.id}.txt", cwd=cwd)
     out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
     rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order, "alone": unit.exclusive}

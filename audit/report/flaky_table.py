@@ -27,6 +27,24 @@ def what_happened(test) -> str:
     return "; ".join(parts)
 
 
+def plan_lines(plan: dict) -> list[str]:
+    """The plan in words: what each kind of test will get, and what that can prove."""
+    lines = [f"plan: one pass of the suite takes {plan['pass_seconds']:.1f}s; {plan['seconds_left']:.0f}s of budget "
+             f"left on {plan['workers']} workers"]
+    fast, slow, alone = plan["fast"], plan["slow"], plan["alone"]
+    if fast["tests"]:
+        drawing = (f" (the {fast['drawing']} that draw randomness: about {fast['drawing_executions_each']}, "
+                   f"bounding it below {fast['drawing_rate_bound']:.1%})" if fast["drawing"] else "")
+        lines.append(f"  {fast['tests']} fast tests (under {plan['slow_threshold']:g}s): about {fast['executions_each']} "
+                     f"executions each{drawing}; a clean record bounds the failure rate below {fast['rate_bound']:.1%}")
+    for part, name in ((slow, "slow tests, in turns of their own"), (alone, "tests run alone (memory)")):
+        if part["tests"]:
+            weak = " (too few to call them not flaky)" if part["rate_bound"] > 0.05 else ""
+            lines.append(f"  {part['tests']} {name}, {part['seconds']:.1f}s a pass: about {part['executions_each']} "
+                         f"executions each; a clean record bounds the failure rate below {part['rate_bound']:.0%}{weak}")
+    return lines
+
+
 def _settings_summary(test) -> str:
     """The settings the failures share, e.g. 'threads=1; deterministic=on (4/4)'."""
     fails = test.failing_settings
