@@ -12,7 +12,8 @@ and small budgets; nothing is recorded in a history store (the tests do that, wi
   A  the project as shipped                                 flaky-A (attributed), mutate-A
   B  a test weakened (a gradient assert deleted)            mutate-B
   C  a flaky test fixed, a flaky test with a hostile id added   flaky-C (attributed)
-  D  a clean refactor of predict(), mutated --since C       mutate-D-since (partial)
+  D  a refactor of predict_proba(), mutated --since C       mutate-D-since (partial)
+     and mutated fully with two operators only                mutate-D-few
 
 Each result is written as soon as it exists, and an existing file is kept unless --force, so an
 interrupted run carries on where it stopped. ``states.json`` records what each state changed.
@@ -35,7 +36,7 @@ SAMPLE = REPO / "sample_project"
 OUT = HERE / "results"
 
 TEST_PATHS = ["tests/test_augment.py", "tests/test_functional.py", "tests/test_evaluate.py", "tests/test_model.py"]
-PATHS_TO_MUTATE = ["tinyclf/functional.py", "tinyclf/evaluate.py"]
+PATHS_TO_MUTATE = ["tinyclf"]
 # The planted flaky tests in TEST_PATHS: mutation runs pin every seed, so they are left out.
 DESELECT = ["tests/test_augment.py::test_gaussian_noise_is_small",
             "tests/test_augment.py::test_mixup_lambda_not_degenerate",
@@ -44,6 +45,7 @@ DESELECT = ["tests/test_augment.py::test_gaussian_noise_is_small",
             "tests/test_model.py::test_predictions_repeatable"]
 FLAKY = {"budget": 40.0, "seed": 7, "attribute": True, "attribute_budget": 45.0}
 MUTATE = {"operators": "ml"}
+FEW_OPERATORS = "drop_detach,change_dim"
 
 WEAKENED = "tests/test_functional.py::test_consistency_loss_blocks_gradient_to_target"
 FIXED = "tests/test_augment.py::test_frame_dropout_keeps_most_frames"
@@ -72,8 +74,8 @@ def _configure(root: Path) -> None:
     pyproject = root / "pyproject.toml"
     text = pyproject.read_text().replace('test_paths = ["tests"]', f"test_paths = {json.dumps(TEST_PATHS)}")
     start = text.index("deselect = [")
-    text = text[:start] + f"deselect = {json.dumps(DESELECT)}\npaths_to_mutate = {json.dumps(PATHS_TO_MUTATE)}" + \
-        text[text.index("]", start) + 1:]
+    text = text[:start] + f"deselect = {json.dumps(DESELECT)}" + text[text.index("]", start) + 1:]
+    text = text.replace('paths_to_mutate = ["tinyclf"]', f"paths_to_mutate = {json.dumps(PATHS_TO_MUTATE)}")
     pyproject.write_text(text)
     (root / ".gitignore").write_text("reports/\n__pycache__/\nmutants/\n.pytest_cache/\n")
 
@@ -128,11 +130,13 @@ def main() -> int:
     if wanted("flaky-C"):
         _save("flaky-C", api.flaky(root, **FLAKY))
 
-    _edit(root / "tinyclf" / "evaluate.py", "    with torch.no_grad():\n        return model(x, mask)\n",
-          "    with torch.no_grad():\n        logits = model(x, mask)\n    return logits\n")
-    commit("D", "predict: name the logits")
+    _edit(root / "tinyclf" / "functional.py", "    return torch.softmax(logits / temperature, dim=-1)\n",
+          "    scaled = logits / temperature\n    return torch.softmax(scaled, dim=-1)\n")
+    commit("D", "predict_proba: name the scaled logits")
     if wanted("mutate-D-since"):
         _save("mutate-D-since", api.mutate(root, **MUTATE, since=commits["C"]))
+    if wanted("mutate-D-few"):
+        _save("mutate-D-few", api.mutate(root, operators=FEW_OPERATORS))
 
     states = {"test_paths": TEST_PATHS, "paths_to_mutate": PATHS_TO_MUTATE, "deselect": DESELECT,
               "flaky": FLAKY, "mutate": MUTATE, "weakened": WEAKENED, "fixed": FIXED,
@@ -140,7 +144,8 @@ def main() -> int:
                          '[<script>alert("x")</script>|`pipe`]',
               "steps": {"A": "as shipped", "B": f"deleted `assert target.grad is None` from {WEAKENED}",
                         "C": f"{FIXED}: bound 17 -> 10 (fixed); added test_frame_dropout_labels_are_kept",
-                        "D": "evaluate.predict: return through a local; mutated --since C"}}
+                        "D": "functional.predict_proba: the scaled logits in a local; mutated --since C, "
+                             f"and fully with only {FEW_OPERATORS}"}}
     (OUT / "states.json").write_text(json.dumps(states, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     return 0
