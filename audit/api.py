@@ -35,7 +35,7 @@ def mutate(path: str | Path = ".", **settings: Any):
 def report(path: str | Path = ".", *, until=None, formats: list[str] | None = None, out: str | None = None,
            db: str | None = None, **settings: Any):
     """Write the weekly quality report from the history store; returns (report, written paths)."""
-    from audit.report.weekly import write_report
+    from audit.report.write import write_report
 
     return write_report(configure(path, "report", **settings), until=until, formats=formats, out=out, db=db)
 
