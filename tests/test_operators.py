@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from audit.errors import AuditError
+from audit.mutate import catalog, registry
 from audit.mutate import operators as ops
 from audit.mutate.bridge import generate
 
@@ -18,8 +21,8 @@ lower_precision scale_hyperparam""".split()
 
 
 def mutants(source: str, operators="ml", noisy=False, allowed=None):
-    _, records = generate("mod.py", textwrap.dedent(source), [operators] if isinstance(operators, str)
-                          else operators, allowed=allowed, noisy=noisy)
+    spec = operators if isinstance(operators, str) else ",".join(operators)
+    _, records = generate("mod.py", textwrap.dedent(source), registry.select(spec), allowed=allowed, noisy=noisy)
     return records
 
 
@@ -36,9 +39,18 @@ def changes(records) -> list[tuple[str, str, str]]:
 
 def test_the_ml_operator_names_are_exactly_the_shared_list():
     assert list(ops.ML_OPERATORS) == SHARED_NAMES
+    assert list(catalog.ML_CATALOG) == SHARED_NAMES
     for op in ops.ML_OPERATORS.values():
-        assert op.bug and op.example and op.killer in (
-            ops.SHAPE, ops.GRADIENT, ops.OVERFIT, ops.GOLDEN, ops.EVAL_MODE, ops.DETERMINISM)
+        assert op.bug and op.example and op.killer in catalog.KILLERS
+        assert catalog.info(op.name) == catalog.OperatorInfo(op.name, op.bug, op.example, op.killer)
+    assert catalog.info("mutmut_string") is None and catalog.info("no_such_operator") is None
+
+
+def test_the_catalog_loads_neither_libcst_nor_mutmut():
+    code = ("import sys, audit.mutate.catalog as c; c.info('change_dim'); c.info('nope'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('libcst', 'mutmut', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 CASES = [
@@ -137,7 +149,7 @@ def test_functions_under_grad_decorators_get_mutants_that_really_run(tmp_path, m
         x.sum()
         return torch.is_grad_enabled()
     """)
-    mutated, records = generate("gradmod.py", source, ["drop_no_grad", "mutmut_name"])
+    mutated, records = generate("gradmod.py", source, registry.select("drop_no_grad,mutmut_name"))
     assert [r["operator"] for r in records] == ["drop_no_grad"]
     (tmp_path / "gradmod.py").write_text(mutated.code)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -203,12 +215,12 @@ def test_records_name_the_function_and_a_diff_with_real_line_numbers():
 
 
 def test_select_groups_names_and_errors():
-    assert [o.name for o in ops.select("ml")] == SHARED_NAMES
-    assert all(not o.ml for o in ops.select("mutmut"))
-    assert len(ops.select("all")) == len(ops.ALL_OPERATORS)
-    assert [o.name for o in ops.select("drop_eval, mutmut_string")] == ["drop_eval", "mutmut_string"]
-    with pytest.raises(ValueError, match="unknown mutation operator 'drop_evall'.*drop_eval"):
-        ops.select("drop_evall")
-    with pytest.raises(ValueError, match="no mutation operator"):
-        ops.select(" , ")
+    assert [o.name for o in registry.select("ml")] == SHARED_NAMES
+    assert all(not o.ml for o in registry.select("mutmut"))
+    assert len(registry.select("all")) == len(registry.all_operators())
+    assert [o.name for o in registry.select("drop_eval, mutmut_string")] == ["drop_eval", "mutmut_string"]
+    with pytest.raises(AuditError, match="unknown mutation operator 'drop_evall'.*drop_eval"):
+        registry.select("drop_evall")
+    with pytest.raises(AuditError, match="no mutation operator"):
+        registry.select(" , ")
 

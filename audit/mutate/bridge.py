@@ -1,6 +1,7 @@
-"""What ml-audit changes inside mutmut 3.8.1 (exact pin): imported only by the worker process.
+"""Everything ml-audit takes from or changes inside mutmut 3.8.1 (exact pin, checked on import).
 
-mutmut has no plugin API, so this module replaces a few of its module-level functions:
+No other module imports mutmut's internals (the worker runs mutmut through ``install``). mutmut
+has no plugin API, so this module replaces a few of its module-level functions:
 
 * mutant generation: our operator list (ML operators + mutmut's, pruned), functions under
   grad-mode decorators such as ``@torch.no_grad()`` get mutants (mutmut skips every decorated
@@ -9,6 +10,8 @@ mutmut has no plugin API, so this module replaces a few of its module-level func
 * the trampoline keeps grad-mode decorators off the trampoline itself and on each copy, so that
   a mutant which drops ``@torch.no_grad()`` really runs with autograd on;
 * the test runner runs the covering tests in suite order and writes the test that killed a mutant.
+
+It also offers mutmut's own operators under stable names and maps mutmut's verdicts to ours.
 """
 
 from __future__ import annotations
@@ -22,23 +25,60 @@ from typing import cast
 
 import libcst as cst
 import libcst.matchers as m
+import mutmut
 from libcst.metadata import MetadataWrapper, PositionProvider
-from mutmut.configuration import Config, ForkServerWarmup, ProcessIsolation
-from mutmut.mutation import file_mutation
-from mutmut.mutation.file_mutation import (NEVER_MUTATE_FUNCTION_NAMES, MutatedFile, Mutation,
+
+from audit.errors import AuditError
+
+MUTMUT_VERSION = "3.8.1"  # the one release whose internals this module was written against
+
+
+def check_mutmut_version(installed: str) -> None:
+    """Refuse any mutmut but the pinned one: its internals move between releases."""
+    if installed != MUTMUT_VERSION:
+        raise AuditError(f"ml-audit needs mutmut {MUTMUT_VERSION} exactly (it patches mutmut's internals), "
+                         f"but mutmut {installed} is installed; run: pip install mutmut=={MUTMUT_VERSION}")
+
+
+check_mutmut_version(getattr(mutmut, "__version__", "(unknown version)"))
+
+from mutmut.configuration import Config, ForkServerWarmup, ProcessIsolation  # noqa: E402
+from mutmut.mutation import file_mutation  # noqa: E402
+from mutmut.mutation import mutators as mutmut_mutators  # noqa: E402
+from mutmut.mutation.file_mutation import (NEVER_MUTATE_FUNCTION_NAMES, MutatedFile, Mutation,  # noqa: E402
                                            MutationVisitor, OuterFunctionProvider, combine_mutations_to_source,
                                            deep_replace)
-from mutmut.mutation.pragma_handling import get_ignored_lines
-from mutmut.mutation.trampoline_templates import build_mutants_dict_and_name, mangle_function_name
-from mutmut.runners.harness import PytestRunner
-from mutmut.state import state
-from mutmut.utils.format_utils import get_mutant_name
+from mutmut.mutation.pragma_handling import get_ignored_lines  # noqa: E402
+from mutmut.mutation.trampoline_templates import build_mutants_dict_and_name, mangle_function_name  # noqa: E402
+from mutmut.runners.harness import PytestRunner  # noqa: E402
+from mutmut.state import state  # noqa: E402
+from mutmut.utils.format_utils import get_mutant_name  # noqa: E402
 
-from audit.mutate import operators as ops
-from audit.mutate import prune
+from audit.mutate import operators as ops  # noqa: E402
+from audit.mutate import prune  # noqa: E402
+from audit.mutate.catalog import GOLDEN  # noqa: E402
 
 SIDECAR_SUFFIX = ".audit.json"
 FORMAT = 2  # of the sidecar records: part of the cache fingerprint
+
+
+def mutmut_operators() -> dict[str, ops.Operator]:
+    """mutmut's operators as ``mutmut_<function>``, one per function with every node type it handles.
+
+    mutmut lists ``(node type, function)`` pairs and registers one function for several node types
+    (``operator_assignment`` for ``Assign`` and ``AnnAssign``): keyed by function, none is lost.
+    """
+    node_types: dict[object, list[type]] = {}
+    for node_type, fn in mutmut_mutators.mutation_operators:
+        node_types.setdefault(fn, []).append(node_type)
+    found = {}
+    for fn, types in node_types.items():
+        name = "mutmut_" + fn.__name__.removeprefix("operator_")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        found[name] = ops.Operator(name, types[0] if len(types) == 1 else tuple(types), fn,
+                                   f"mutmut: {doc[0] if doc else name}", "see mutmut's documentation", GOLDEN,
+                                   ml=False)
+    return found
 
 
 class Spec:
@@ -65,6 +105,7 @@ class Spec:
 
 
 SPEC: Spec | None = None
+OPERATORS: list[ops.Operator] = []  # what the worker's spec selected
 
 
 # --------------------------------------------------------------------------- generation
@@ -217,7 +258,7 @@ def _replacement(module: cst.Module, node) -> str:
     return module.code_for_node(node).strip()
 
 
-def generate(filename: str, code: str, operators: list[str], allowed: set[int] | None = None,
+def generate(filename: str, code: str, operators: list[ops.Operator], allowed: set[int] | None = None,
              noisy: bool = False, excluded_lines=None) -> tuple[MutatedFile, list[dict]]:
     """The mutated file (trampolines) and one record per mutant: id, operator, line, function, diff."""
     from mutmut import configuration
@@ -228,7 +269,7 @@ def generate(filename: str, code: str, operators: list[str], allowed: set[int] |
     module = cst.parse_module(code)
     wrapper = MetadataWrapper(module)
     ignored = get_ignored_lines(filename, code, wrapper, excluded_lines)
-    visitor = AuditVisitor(ops.select(",".join(operators)), ignored, allowed, noisy)
+    visitor = AuditVisitor(operators, ignored, allowed, noisy)
     module = wrapper.visit(visitor)
     # (the wrapper visited its own copy of the tree: `module` and `positions` are that copy's nodes)
     positions = wrapper.resolve(PositionProvider)
@@ -265,7 +306,7 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
     allowed = None
     if SPEC.allowed_lines is not None:
         allowed = set(SPEC.allowed_lines.get(Path(filename).as_posix(), []))
-    mutated_file, records = generate(filename, code, SPEC.operators, allowed, SPEC.noisy, coverage_excluded_lines)
+    mutated_file, records = generate(filename, code, OPERATORS, allowed, SPEC.noisy, coverage_excluded_lines)
     sidecar = Path("mutants") / (filename + SIDECAR_SUFFIX)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     sidecar.write_text(json.dumps({"path": Path(filename).as_posix(), "mutants": records}, indent=1))
@@ -337,11 +378,11 @@ def configure(spec: Spec) -> Config:
     )
 
 
-def install(spec: Spec, progress=None) -> None:
-    """Patch mutmut for this process (the worker) and configure it from *spec*."""
+def install(spec: Spec, operators: list[ops.Operator], progress=None) -> None:
+    """Patch mutmut for this process (the worker) and configure it from *spec*, with *operators*."""
     global SPEC
     SPEC = spec
-    import mutmut
+    OPERATORS[:] = operators
     from mutmut import configuration
 
     mutmut._reset_globals()
@@ -363,6 +404,24 @@ def install(spec: Spec, progress=None) -> None:
 
         mutmut_main.print_stats = print_stats
     os.makedirs(spec.killers_dir, exist_ok=True)
+
+
+def run_mutmut(max_children: int) -> int:
+    """Run mutmut as installed by ``install``, in the current directory; its exit status."""
+    from mutmut import __main__ as mutmut_main
+
+    try:
+        mutmut_main._run([], max_children)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def mutmut_status(exit_code: int | None) -> str:
+    """mutmut's name for a mutant's exit code (``mutmut.stats.status_by_exit_code``)."""
+    from mutmut.stats import status_by_exit_code
+
+    return status_by_exit_code[exit_code]
 
 
 # mutmut's status names (mutmut.stats.status_by_exit_code) -> ours (audit.model.mutate.STATUSES)

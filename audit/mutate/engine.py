@@ -20,15 +20,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import mutmut
-
 import audit
 from audit import vcs
 from audit.errors import AuditError
-from audit.mutate import operators as ops
-from audit.mutate.bridge import FORMAT
 from audit.model.mutate import Mutant, MutateResult
-from audit.mutate.bridge import status_from_mutmut
+from audit.mutate import registry
+from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, status_from_mutmut
 from audit.project import QUIET_ARGS, pytest_command, pytest_env
 from audit.project import cache_dir as project_cache_dir
 
@@ -149,10 +146,7 @@ def _allowed_lines(cfg, since: str, sources: list[str]) -> dict[str, list[int]]:
 def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     """Mutation-test the project at ``cfg.root``; returns every mutant's verdict and the scores."""
     settings = cfg.mutate
-    try:
-        chosen = ops.select(settings.operators)
-    except ValueError as exc:
-        raise AuditError(str(exc)) from None
+    chosen = registry.select(settings.operators)
     names = [op.name for op in chosen]
     sources = source_paths(cfg)
     since = getattr(settings, "since", "") or None
@@ -169,7 +163,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     deselect = [arg for nodeid in settings.deselect for arg in ("--deselect", nodeid)]
     pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *PIN_ARGS, *deselect]
     fingerprint = {
-        "ml-audit": audit.__version__, "mutmut": mutmut.__version__, "format": FORMAT, "operators": names,
+        "ml-audit": audit.__version__, "mutmut": MUTMUT_VERSION, "format": FORMAT, "operators": names,
         "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
         "sources": sources, "timeout": settings.timeout,
         "tests_and_config": _tree_hash(workdir, sources + ["mutants"]),
@@ -200,11 +194,12 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     if not results.exists():
         raise AuditError(f"mutmut stopped without results; its log:\n{_tail(log)}")
     data = json.loads(results.read_text())
+    operators = registry.all_operators()
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
                       end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
                       function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
-                      diff=r["diff"], killed_by=r["killed_by"], ml=ops.ALL_OPERATORS[r["operator"]].ml,
-                      killer=ops.ALL_OPERATORS[r["operator"]].killer) for r in data["mutants"]]
+                      diff=r["diff"], killed_by=r["killed_by"], ml=operators[r["operator"]].ml,
+                      killer=operators[r["operator"]].killer) for r in data["mutants"]]
     if data["exit_code"] and mutants and all(m.status == "error" for m in mutants):
         stamp.unlink(missing_ok=True)
         raise AuditError(f"mutmut failed (exit {data['exit_code']}); its log:\n{_tail(log)}")

@@ -1,8 +1,10 @@
-"""ML-aware mutation operators, plus mutmut's own operators under stable names.
+"""The built-in ML-aware mutation operators.
 
 Each operator models one bug that ML code really has. It is a function from a libcst node to
 the replacement nodes (mutmut's operator protocol), with a name used everywhere (expected.toml,
-``--operators``, reports), the bug in one line, an example, and the kind of test that kills it.
+``--operators``, reports); its bug, example and killer come from ``audit.mutate.catalog``. They
+register through the ``ml_audit.operators`` entry points, like a third-party package's operators
+(``audit.mutate.registry``).
 
 Axis rules (no certainly-equivalent mutants): an axis literal only moves to a neighbour with the
 same sign, so ``dim=-1`` never becomes its positive twin; arguments are never set to their
@@ -12,16 +14,12 @@ default; ``transpose(a, b)`` never becomes ``transpose(b, a)``.
 from __future__ import annotations
 
 import builtins
-import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import libcst as cst
-from mutmut.mutation import mutators as mutmut_mutators
 
-# Kinds of test that kill a mutant (shown next to surviving mutants).
-SHAPE, GRADIENT, OVERFIT, GOLDEN, EVAL_MODE, DETERMINISM = (
-    "shape", "gradient-flow", "overfit", "golden value", "eval-mode", "determinism")
+from audit.mutate.catalog import ML_CATALOG
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,14 @@ class Operator:
 
     def __call__(self, node):
         return self.mutate(node)
+
+
+def ml_operator(node_type: type | tuple[type, ...]):
+    """Make the decorated function a built-in ML operator, its bug, example and killer from the catalog."""
+    def make(fn) -> Operator:
+        meta = ML_CATALOG[fn.__name__]
+        return Operator(meta.name, node_type, fn, meta.bug, meta.example, meta.killer)
+    return make
 
 
 # --------------------------------------------------------------------------- node helpers
@@ -187,11 +193,13 @@ def is_grad_decorator(decorator: cst.Decorator) -> bool:
     return is_grad_off(expr) or name.rsplit(".", 1)[-1] in ("enable_grad", "set_grad_enabled")
 
 
+@ml_operator(cst.Call)
 def drop_detach(node: cst.Call) -> Iterator[cst.CSTNode]:
     if callee_name(node) == "detach" and isinstance(node.func, cst.Attribute) and not node.args:
         yield node.func.value
 
 
+@ml_operator((cst.With, cst.FunctionDef))
 def drop_no_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.With) and isinstance(node.body, cst.IndentedBlock):
         off = [i for i, item in enumerate(node.items) if is_grad_off(item.item)]
@@ -223,10 +231,12 @@ def _receiver_text(call: cst.Call) -> str:
     return (dotted(rec) or "").rsplit(".", 1)[-1].lower()
 
 
+@ml_operator(cst.Expr)
 def drop_zero_grad(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "zero_grad")
 
 
+@ml_operator(cst.Expr)
 def drop_backward(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "backward")
 
@@ -240,14 +250,17 @@ def _is_optimizer(call) -> bool:
     return not _is_scheduler(call) and ("opt" in text or "scaler" in text)
 
 
+@ml_operator(cst.Expr)
 def drop_optimizer_step(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "step" and _is_optimizer(c))
 
 
+@ml_operator(cst.Expr)
 def drop_scheduler_step(node):
     yield from _drop_statement_call(node, lambda c: callee_name(c) == "step" and _is_scheduler(c))
 
 
+@ml_operator((cst.Call, cst.Assign))
 def flip_requires_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Call):
         found = keyword_arg(node, "requires_grad")
@@ -265,14 +278,13 @@ def flip_requires_grad(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             yield node.with_changes(value=negated(node.value))
 
 
+@ml_operator(cst.AugAssign)
 def drop_item(node: cst.AugAssign) -> Iterator[cst.CSTNode]:
     """``total += loss.item()`` -> ``total += loss``: the accumulator now keeps every graph."""
-    from mutmut.mutation.file_mutation import deep_replace
-
     for sub in _walk(node.value):
         if (isinstance(sub, cst.Call) and callee_name(sub) == "item" and isinstance(sub.func, cst.Attribute)
                 and not sub.args):
-            yield deep_replace(node, sub, sub.func.value)
+            yield node.deep_replace(sub, sub.func.value)
 
 
 def _walk(node) -> Iterator[cst.CSTNode]:
@@ -295,14 +307,17 @@ def _is_train_call(call: cst.Call) -> bool:
     return not call.args or (len(call.args) == 1 and bool_value(call.args[0].value) is True)
 
 
+@ml_operator(cst.Expr)
 def drop_eval(node):
     yield from _drop_statement_call(node, _is_eval_call)
 
 
+@ml_operator(cst.Expr)
 def drop_train(node):
     yield from _drop_statement_call(node, _is_train_call)
 
 
+@ml_operator(cst.Call)
 def swap_train_eval(node: cst.Call) -> Iterator[cst.CSTNode]:
     if _is_eval_call(node):
         yield node.with_changes(func=node.func.with_changes(attr=cst.Name("train")))
@@ -344,6 +359,7 @@ def dim_argument(call: cst.Call) -> tuple[int, cst.Arg] | None:
     return positional_arg(call, pos) if pos is not None else None
 
 
+@ml_operator(cst.Call)
 def change_dim(node: cst.Call) -> Iterator[cst.CSTNode]:
     found = dim_argument(node)
     if found is None:
@@ -371,6 +387,7 @@ def axes_arguments(call: cst.Call) -> list[int] | None:
     return idx or None
 
 
+@ml_operator(cst.Call)
 def change_axes(node: cst.Call) -> Iterator[cst.CSTNode]:
     idx = axes_arguments(node)
     if not idx:
@@ -410,6 +427,7 @@ def change_axes(node: cst.Call) -> Iterator[cst.CSTNode]:
                 return
 
 
+@ml_operator(cst.Call)
 def flip_keepdim(node: cst.Call) -> Iterator[cst.CSTNode]:
     found = keyword_arg(node, "keepdim", "keepdims")
     if found:
@@ -435,6 +453,7 @@ def _string_like(original: cst.SimpleString, value: str) -> cst.SimpleString:
     return cst.SimpleString(f"{prefix}{quote}{value}{quote}")
 
 
+@ml_operator((cst.Call, cst.Param))
 def swap_reduction(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value == "reduction" and node.default is not None:
@@ -466,6 +485,7 @@ def _softmax_of(call: cst.Call, logits: cst.BaseExpression) -> cst.Call:
                     args=[cst.Arg(logits, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), dim])
 
 
+@ml_operator(cst.Call)
 def softmax_before_cross_entropy(node: cst.Call) -> Iterator[cst.CSTNode]:
     is_ce = callee_name(node) == "cross_entropy" or (
         isinstance(node.func, cst.Call) and callee_name(node.func) == "CrossEntropyLoss")
@@ -489,6 +509,7 @@ def is_seed_call(call: cst.Call) -> bool:
     return callee_name(call) in SEED_CALLS or name in SEED_DOTTED
 
 
+@ml_operator((cst.Call, cst.Param))
 def change_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value == "seed" and int_value(node.default) is not None:
@@ -514,6 +535,7 @@ def change_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             right=cst.Integer("1")))
 
 
+@ml_operator((cst.Expr, cst.Call))
 def drop_seed(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Expr):
         call = statement_call(node)
@@ -543,16 +565,19 @@ def _flip_flag(node: cst.CSTNode, flag: str) -> Iterator[cst.CSTNode]:
             yield with_keyword_added(node, flag, cst.Name("True"))
 
 
+@ml_operator((cst.Call, cst.Param))
 def flip_shuffle(node):
     yield from _flip_flag(node, "shuffle")
 
 
+@ml_operator((cst.Call, cst.Param))
 def flip_drop_last(node):
     yield from _flip_flag(node, "drop_last")
 
 
 # --------------------------------------------------------------------------- numerics
 
+@ml_operator((cst.Attribute, cst.Call))
 def lower_precision(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Attribute):
         name = dotted(node)
@@ -585,6 +610,7 @@ def _scaled(value: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
                                       right=cst.Integer("10"))
 
 
+@ml_operator((cst.Param, cst.Call, cst.Assign))
 def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     if isinstance(node, cst.Param):
         if node.name.value in HYPERPARAMS and node.default is not None and isinstance(
@@ -605,109 +631,6 @@ def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 yield node.with_changes(value=v)
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- the built-in set
 
-def _op(name, node_type, fn, bug, example, killer):
-    return Operator(name, node_type, fn, bug, example, killer)
-
-
-ML_OPERATORS: dict[str, Operator] = {op.name: op for op in [
-    _op("drop_detach", cst.Call, drop_detach,
-        "a target or statistic that should be a constant keeps its autograd graph and leaks gradient",
-        "teacher.detach() -> teacher", GRADIENT),
-    _op("drop_no_grad", (cst.With, cst.FunctionDef), drop_no_grad,
-        "evaluation or a weight update runs with autograd on: memory grows, in-place updates get tracked",
-        "with torch.no_grad(): ... -> ... (also @torch.no_grad() removed)", GRADIENT),
-    _op("drop_zero_grad", cst.Expr, drop_zero_grad,
-        "gradients accumulate across steps", "optimizer.zero_grad() -> pass", OVERFIT),
-    _op("drop_backward", cst.Expr, drop_backward,
-        "no gradient is computed, so training silently does nothing", "loss.backward() -> pass", OVERFIT),
-    _op("drop_optimizer_step", cst.Expr, drop_optimizer_step,
-        "the weights are never updated", "optimizer.step() -> pass", OVERFIT),
-    _op("drop_scheduler_step", cst.Expr, drop_scheduler_step,
-        "the learning-rate schedule never advances", "scheduler.step() -> pass", GOLDEN),
-    _op("flip_requires_grad", (cst.Call, cst.Assign), flip_requires_grad,
-        "a parameter is frozen (or a constant is trained)", "requires_grad=True -> requires_grad=False", GRADIENT),
-    _op("drop_item", cst.AugAssign, drop_item,
-        "a running loss keeps every batch's graph alive (memory leak, tensor instead of float)",
-        "total += loss.item() -> total += loss", GOLDEN),
-    _op("drop_eval", cst.Expr, drop_eval,
-        "inference runs in training mode: dropout on, batch-norm statistics updated",
-        "model.eval() -> pass", EVAL_MODE),
-    _op("drop_train", cst.Expr, drop_train,
-        "training runs in eval mode after an evaluation: dropout off, batch-norm frozen",
-        "model.train() -> pass", EVAL_MODE),
-    _op("swap_train_eval", cst.Call, swap_train_eval,
-        "the wrong mode is set", "model.eval() -> model.train()", EVAL_MODE),
-    _op("change_dim", cst.Call, change_dim,
-        "a reduction or softmax runs over the wrong axis",
-        "torch.softmax(x, dim=-1) -> torch.softmax(x, dim=-2)", SHAPE),
-    _op("change_axes", cst.Call, change_axes,
-        "a transpose/permute/squeeze/unsqueeze uses the wrong axis",
-        "k.transpose(-2, -1) -> k.transpose(-3, -1)", SHAPE),
-    _op("flip_keepdim", cst.Call, flip_keepdim,
-        "a reduced axis is kept or dropped by mistake, so broadcasting changes",
-        "x.mean(dim=0, keepdim=True) -> x.mean(dim=0, keepdim=False)", SHAPE),
-    _op("swap_reduction", (cst.Call, cst.Param), swap_reduction,
-        "a loss is summed instead of averaged (or the reverse): scale depends on batch size",
-        "F.cross_entropy(x, y, reduction='mean') -> reduction='sum'", GOLDEN),
-    _op("softmax_before_cross_entropy", cst.Call, softmax_before_cross_entropy,
-        "cross_entropy gets probabilities instead of logits (double softmax)",
-        "F.cross_entropy(logits, y) -> F.cross_entropy(F.softmax(logits, dim=1), y)", GOLDEN),
-    _op("change_seed", (cst.Call, cst.Param), change_seed,
-        "a different seed: results that were only reproducible by luck change",
-        "torch.manual_seed(0) -> torch.manual_seed(1)", DETERMINISM),
-    _op("drop_seed", (cst.Expr, cst.Call), drop_seed,
-        "a seeding call is lost, so runs are no longer reproducible",
-        "torch.manual_seed(seed) -> pass; torch.Generator().manual_seed(s) -> torch.Generator()", DETERMINISM),
-    _op("flip_shuffle", (cst.Call, cst.Param), flip_shuffle,
-        "training data is not shuffled (or evaluation data is)",
-        "DataLoader(ds, shuffle=True) -> DataLoader(ds, shuffle=False)", DETERMINISM),
-    _op("flip_drop_last", (cst.Call, cst.Param), flip_drop_last,
-        "a short last batch is dropped or kept by mistake",
-        "DataLoader(ds, drop_last=False) -> DataLoader(ds, drop_last=True)", SHAPE),
-    _op("lower_precision", (cst.Attribute, cst.Call), lower_precision,
-        "float32 computed in float16/bfloat16: precision loss, overflow",
-        "dtype=torch.float32 -> dtype=torch.bfloat16", GOLDEN),
-    _op("scale_hyperparam", (cst.Param, cst.Call, cst.Assign), scale_hyperparam,
-        "a learning rate, eps or weight decay off by a factor of 10",
-        "AdamW(params, lr=cfg.lr) -> AdamW(params, lr=cfg.lr * 10)", OVERFIT),
-]}
-
-
-def _mutmut_operators() -> dict[str, Operator]:
-    ops = {}
-    for node_type, fn in mutmut_mutators.mutation_operators:
-        name = "mutmut_" + fn.__name__.removeprefix("operator_")
-        doc = (fn.__doc__ or "").strip().splitlines()
-        ops[name] = Operator(name, node_type, fn, f"mutmut: {doc[0] if doc else name}",
-                             "see mutmut's documentation", GOLDEN, ml=False)
-    return ops
-
-
-MUTMUT_OPERATORS: dict[str, Operator] = _mutmut_operators()
-ALL_OPERATORS: dict[str, Operator] = {**ML_OPERATORS, **MUTMUT_OPERATORS}
-
-
-def select(spec: str) -> list[Operator]:
-    """Operators for ``ml``, ``mutmut``, ``all`` or a comma-separated list of names and groups."""
-    chosen: dict[str, Operator] = {}
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        if part == "ml":
-            chosen.update(ML_OPERATORS)
-        elif part == "mutmut":
-            chosen.update(MUTMUT_OPERATORS)
-        elif part == "all":
-            chosen.update(ALL_OPERATORS)
-        elif part in ALL_OPERATORS:
-            chosen[part] = ALL_OPERATORS[part]
-        else:
-            close = difflib.get_close_matches(part, list(ALL_OPERATORS), n=3)
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
-            raise ValueError(f"unknown mutation operator {part!r}{hint}; "
-                             f"use ml, mutmut, all or names from `audit mutate --list-operators`")
-    if not chosen:
-        raise ValueError("no mutation operator selected")
-    return [op for name, op in ALL_OPERATORS.items() if name in chosen]
+ML_OPERATORS: dict[str, Operator] = {name: globals()[name] for name in ML_CATALOG}

@@ -6,8 +6,8 @@ Three kinds of rule:
   a DataLoader flag is mutated by the ML operator that knows its valid values, so mutmut's generic
   mutations of the same literal (``dim=-1`` -> ``dim=+1``, the positive twin; ``'mean'`` ->
   ``'XXmeanXX'``; ``lr=0.1`` -> ``lr=1.1``) are dropped there.
-* Certainly-equivalent mutants: no change at all, a keyword removed that was set to its default,
-  ``transpose(a, b)`` -> ``transpose(b, a)``.
+* Certainly-equivalent mutants: no change at all, a keyword removed that was set to the callee's
+  default (``audit.mutate.torch_defaults``), ``transpose(a, b)`` -> ``transpose(b, a)``.
 * Noise (switchable with ``[tool.audit.mutate] noisy = true``): mutmut's case/XX mutation of
   enum-like strings (``mode='bilinear'``) and its ``None`` injection into arguments and assignments.
 """
@@ -19,14 +19,8 @@ import re
 import libcst as cst
 
 from audit.mutate import operators as ops
+from audit.mutate.torch_defaults import default_of
 
-# keyword -> value that is the parameter's default in torch (removing it changes nothing)
-KNOWN_DEFAULTS = {
-    "keepdim": "False", "keepdims": "False", "shuffle": "False", "drop_last": "False", "inplace": "False",
-    "bias": "True", "requires_grad": "False", "reduction": "mean", "non_blocking": "False",
-    "label_smoothing": "0.0", "pin_memory": "False", "num_workers": "0", "batch_first": "False",
-    "align_corners": "None", "descending": "False", "stable": "False", "unbiased": "True",
-}
 MANAGED_KEYWORDS = {"dim", "axis", "keepdim", "keepdims", "reduction", "dtype", "seed", "random_state",
                     "shuffle", "drop_last", "requires_grad", *ops.HYPERPARAMS}
 ENUM_LIKE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -82,7 +76,10 @@ def _code(node) -> str:
 
 
 def removes_default_keyword(original: cst.CSTNode, mutated: cst.CSTNode) -> bool:
-    """mutmut's argument removal dropping ``keepdim=False`` and the like: the same call."""
+    """mutmut's argument removal dropping ``keepdim=False`` and the like: the same call.
+
+    The default is the callee's (``nn.Parameter``'s ``requires_grad`` is True, a factory's False).
+    """
     if not (isinstance(original, cst.Call) and isinstance(mutated, cst.Call)):
         return False
     if len(mutated.args) != len(original.args) - 1:
@@ -92,7 +89,7 @@ def removes_default_keyword(original: cst.CSTNode, mutated: cst.CSTNode) -> bool
     if len(removed) != 1 or removed[0].keyword is None:
         return False
     key, value = removed[0].keyword.value, removed[0].value
-    default = KNOWN_DEFAULTS.get(key)
+    default = default_of(ops.callee_name(original), key)
     if default is None:
         return False
     literal = ops.string_value(value)

@@ -33,9 +33,7 @@ def guard_threads() -> None:
 
 def collect(spec) -> list[dict]:
     """Every mutant's record joined with mutmut's verdict and the test that killed it."""
-    from mutmut.stats import status_by_exit_code
-
-    from audit.mutate.bridge import SIDECAR_SUFFIX
+    from audit.mutate.bridge import SIDECAR_SUFFIX, mutmut_status
 
     out = []
     mutants = Path("mutants")
@@ -46,7 +44,7 @@ def collect(spec) -> list[dict]:
         for record in data["mutants"]:
             code = exit_codes.get(record["id"])
             killer = Path(spec.killers_dir, record["id"])
-            status = status_by_exit_code[code]
+            status = mutmut_status(code)
             record.update(path=data["path"], exit_code=code, mutmut_status=status,
                           killed_by=killer.read_text().splitlines() if killer.exists() and status == "killed" else [])
             out.append(record)
@@ -54,7 +52,8 @@ def collect(spec) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from audit.mutate.bridge import Spec, install
+    from audit.mutate.bridge import Spec, install, run_mutmut
+    from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
     fd = int(os.environ.get("AUDIT_PROGRESS_FD", "-1"))
@@ -69,15 +68,9 @@ def main(argv: list[str]) -> int:
                 pass
 
     guard_threads()
-    install(spec, progress)
-    from mutmut import __main__ as mutmut_main
-
+    install(spec, select(",".join(spec.operators)), progress)
     start = time.monotonic()
-    exit_code = 0
-    try:
-        mutmut_main._run([], spec.max_children)
-    except SystemExit as exc:
-        exit_code = exc.code if isinstance(exc.code, int) else 1
+    exit_code = run_mutmut(spec.max_children)
     elapsed = time.monotonic() - start
     sys.stdout.flush()
     mutants = collect(spec)

@@ -7,8 +7,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from audit.mutate.operators import ALL_OPERATORS
 from audit.model.mutate import MutateResult, Tally
+from audit.mutate import catalog
 
 COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
 HEADERS = ("killed", "surv", "t/o", "no cov", "err")
@@ -36,7 +36,7 @@ def score_table(title: str, rows: dict[str, Tally], first: str, total: Tally | N
 
 
 def survivor(mutant) -> Group:
-    op = ALL_OPERATORS.get(mutant.operator)
+    op = catalog.info(mutant.operator)
     head = Text.assemble((f"{mutant.path}:{mutant.line}", "bold"), f"  {mutant.function}  ",
                          (mutant.operator, "magenta"), "  ", (f"[{mutant.id}]", "dim"))
     bug = Text(f"  bug: {op.bug}" if op else "", style="dim")
@@ -75,9 +75,11 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
 
 
 def operators_table() -> Table:
+    from audit.mutate.registry import all_operators
+
     table = Table(title="mutation operators (--operators ml|mutmut|all|NAME,...)", title_justify="left")
     for col in ("name", "bug it models", "example", "killed by a"):
         table.add_column(col)
-    for op in ALL_OPERATORS.values():
+    for op in all_operators().values():
         table.add_row(op.name, op.bug, op.example if op.ml else "", op.killer)
     return table
