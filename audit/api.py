@@ -1,13 +1,15 @@
 """The Python API behind the ``audit`` command: what a user or a CI script can call directly.
 
 Each function takes the project folder and keyword settings (the same names as the
-``[tool.audit.<command>]`` keys), resolves the configuration and hands it to one engine.
+``[tool.audit.<command>]`` keys, checked once by :mod:`audit.config`), runs the engines in order,
+writes the files asked for and records the run in the history store, exactly as the command
+line does: the CLI only parses arguments, prints and maps the result to an exit code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from audit.config import load_config
 from audit.project import project_root
@@ -18,18 +20,68 @@ def configure(path: str | Path = ".", section: str = "", **settings: Any):
     return load_config(project_root(path), {section: settings})
 
 
-def flaky(path: str | Path = ".", **settings: Any):
-    """Rerun the suite under varied settings; returns the flaky result (see audit.flaky.engine)."""
+def flaky(path: str | Path = ".", *, progress: Callable | None = None, attribution_progress: Callable | None = None,
+          resume: bool = False, json: str | Path | None = None, record: bool = True, db: str | None = None,
+          **settings: Any):
+    """Rerun the suite under varied settings, then (with ``attribute``) find why each flaky test fails.
+
+    Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says where the history
+    store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
+    result is also written there, before anything is shown.
+    """
+    from audit import recording
     from audit.flaky.engine import run_flaky
+    from audit.report import flaky_json
 
-    return run_flaky(configure(path, "flaky", **settings))
+    cfg = configure(path, "flaky", **settings)
+    result = run_flaky(cfg, progress=progress, resume=resume)
+    if cfg.flaky.attribute and result.flaky and not result.interrupted:
+        _attribute(cfg, result, attribution_progress)
+    if json:
+        flaky_json.write(result, json)
+    if record and not result.interrupted:
+        result.recorded = recording.record(cfg, result.to_json(), db=db, duration=result.seconds,
+                                           settings=result.settings)
+    return result
 
 
-def mutate(path: str | Path = ".", **settings: Any):
-    """Mutation-test the suite with ML-aware operators; returns the mutate result (audit.mutate.engine)."""
+def _attribute(cfg, result, progress) -> None:
+    """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within the attribution budget."""
+    from audit.flaky.attribute import attribute
+    from audit.model.flaky import Cause
+
+    found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget, workers=cfg.flaky.workers or None,
+                      progress=progress)
+    for test in result.tests:
+        test.causes = [Cause.from_json(c) for c in found.get(test.nodeid, [])]
+    result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
+    result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
+                          "interpreters": found.interpreters}
+
+
+def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: str | Path | None = None,
+           stryker: str | Path | None = None, record: bool = True, db: str | None = None, **settings: Any):
+    """Mutation-test the suite with ML-aware operators; returns the :class:`audit.model.mutate.MutateResult`.
+
+    With *json* / *stryker* the result is written in those formats; it is recorded in the history
+    store unless *record* is false (``recorded`` on the result says where).
+    """
+    from audit import recording
     from audit.mutate.engine import run_mutate
+    from audit.report import mutate_json
+    from audit.report import stryker as stryker_report
 
-    return run_mutate(configure(path, "mutate", **settings))
+    cfg = configure(path, "mutate", **settings)
+    result = run_mutate(cfg, progress=progress)
+    if json:
+        mutate_json.write(result, json)
+    if stryker:
+        stryker_report.write(result, stryker)
+    if record:
+        result.recorded = recording.record(cfg, result.to_json(), db=db, duration=result.elapsed,
+                                           settings={"operators": cfg.mutate.operators,
+                                                     "since": cfg.mutate.since or None})
+    return result
 
 
 def report(path: str | Path = ".", *, until=None, formats: list[str] | None = None, out: str | None = None,

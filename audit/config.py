@@ -28,6 +28,22 @@ class Key:
     type: str  # "bool", "int", "float", "str", "list[str]", "list[int]", "float?" (float or absent)
     default: Any
     doc: str
+    above: float | None = None     # a number must be greater than this
+    least: float | None = None     # ... at least this
+    most: float | None = None      # ... at most this (list items too)
+
+    def bound_error(self, value: Any) -> str | None:
+        """Why *value* is out of range, or None when it is in range (or not a number)."""
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if self.above is not None and not v > self.above:
+                return f"must be greater than {self.above:g}"
+            if self.least is not None and v < self.least:
+                return f"must be at least {self.least:g}"
+            if self.most is not None and v > self.most:
+                return f"must be at most {self.most:g}"
+        return None
 
 
 # section name -> key -> Key.  The top-level table is "" ([tool.audit] itself).
@@ -39,31 +55,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reports_dir": Key("str", "reports", "where reports are written, relative to the project root"),
     },
     "flaky": {
-        "budget": Key("float", 150.0, "wall-clock seconds to spend at most"),
-        "runs": Key("int", 0, "stop after this many executions per test (0: adaptive within the budget)"),
-        "timeout": Key("float", 60.0, "seconds one test execution may take before it is recorded as hung"),
-        "workers": Key("int", 0, "parallel pytest sessions (0: one per CPU core)"),
-        "seed": Key("int", 0, "master seed of the plan, so that an audit can be repeated (0: a fresh one, printed)"),
+        "budget": Key("float", 150.0, "wall-clock seconds to spend at most", above=0),
+        "runs": Key("int", 0, "stop after this many executions per test (0: adaptive within the budget)", least=0),
+        "timeout": Key("float", 60.0, "seconds one test execution may take before it is recorded as hung", above=0),
+        "workers": Key("int", 0, "parallel pytest sessions (0: one per CPU core)", least=0),
+        "seed": Key("int", 0, "master seed of the plan, so that an audit can be repeated (0: a fresh one, printed)",
+                    least=0),
         "rng": Key("list[str]", ["torch", "numpy", "random"], "RNG families to vary (pinned vs fresh per execution)"),
         "hashseed": Key("bool", True, "vary PYTHONHASHSEED between interpreters"),
-        "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)"),
+        "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)",
+                       least=1),
         "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
         "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
         "attribute": Key("bool", False, "then find why each flaky test fails: one-factor experiments, RNG call sites"),
-        "attribute_budget": Key("float", 300.0, "wall-clock seconds attribution may spend after detection"),
+        "attribute_budget": Key("float", 300.0, "wall-clock seconds attribution may spend after detection", above=0),
     },
     "mutate": {
         "operators": Key("str", "all", "'ml', 'mutmut', 'all' or a comma-separated list of operator names"),
         "paths_to_mutate": Key("list[str]", [], "source folders or files to mutate (default: the project's packages)"),
         "deselect": Key("list[str]", [], "test node ids left out of mutation runs (known failures, thread-pinned goldens)"),
-        "fail_under": Key("float?", None, "exit 1 when the mutation score (0-100) is below this"),
-        "max_children": Key("int", 0, "parallel mutant workers (0: one per CPU core)"),
-        "timeout": Key("float", 30.0, "seconds one mutant's test run may take at least before it counts as a timeout"),
+        "fail_under": Key("float?", None, "exit 1 when the mutation score (0-100) is below this", least=0, most=100),
+        "max_children": Key("int", 0, "parallel mutant workers (0: one per CPU core)", least=0),
+        "timeout": Key("float", 30.0, "seconds one mutant's test run may take at least before it counts as a timeout",
+                       above=0),
         "since": Key("str", "", "mutate only lines changed since this git ref (empty: every line)"),
         "noisy": Key("bool", False, "keep mutmut's noisy mutations on ML code (case/XX of enum-like strings, None injection)"),
     },
     "review": {
-        "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points"),
+        "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points", least=0),
         "fail_on_new_flaky": Key("bool", True, "fail when a test is flaky now but was not in the baseline"),
         "fail_on_changed_survivors": Key("bool", True, "fail when ML mutants survive on lines changed since the baseline"),
         "fail_on_new_survivors": Key("bool", True, "fail when a mutant the baseline's tests killed now survives (a weakened test)"),
@@ -73,7 +92,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "since": Key("str", "7d", "how far back the weekly report looks (e.g. 7d, 4w)"),
         "formats": Key("list[str]", ["html", "md", "json"], "report formats to write"),
         "history": Key("str", "8w", "how far back trend charts and rate trends look"),
-        "top": Key("int", 10, "how many surviving mutants and slowest tests the report lists"),
+        "top": Key("int", 10, "how many surviving mutants and slowest tests the report lists", least=1),
     },
 }
 
@@ -120,7 +139,8 @@ def read_pyproject(path: Path) -> dict[str, Any]:
     return table
 
 
-def _checked(section: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _checked(section: str, raw: dict[str, Any], where: str | None) -> dict[str, Any]:
+    """*raw* checked against the schema (type and range); *where* names the file, None the command line."""
     schema = SCHEMA[section]
     prefix = f"tool.audit.{section}." if section else "tool.audit."
     out = {}
@@ -129,12 +149,14 @@ def _checked(section: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
             continue  # a sub-table, checked on its own
         if key not in schema:
             known = ", ".join(sorted(schema))
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}' (known keys: {known})")
+            raise ConfigError(f"{where or 'command line'}: unknown key '{prefix}{key}' (known keys: {known})")
         kind = schema[key].type
+        name = f"{where}: '{prefix}{key}'" if where else f"command line: --{key.replace('_', '-')} ('{prefix}{key}')"
         if not _type_ok(kind, value):
-            raise ConfigError(
-                f"{where}: '{prefix}{key}' must be {kind.rstrip('?')}, got {type(value).__name__} {value!r}"
-            )
+            raise ConfigError(f"{name} must be {kind.rstrip('?')}, got {type(value).__name__} {value!r}")
+        problem = schema[key].bound_error(value)
+        if problem:
+            raise ConfigError(f"{name} {problem}, got {value!r}")
         out[key] = float(value) if kind in ("float", "float?") else value
     return out
 
@@ -157,7 +179,7 @@ def load_config(project: str | Path = ".", overrides: dict[str, dict[str, Any]] 
             raise ConfigError(f"{where}: 'tool.audit.{section}' must be a table")
         values.update(_checked(section, raw, where))
         given = {k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None}
-        values.update(_checked(section, given, "command line"))
+        values.update(_checked(section, given, None))
         if section:
             setattr(cfg, section, SimpleNamespace(**values))
         else:

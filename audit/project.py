@@ -1,32 +1,19 @@
-"""The target project as both engines see it: its root, how to start pytest in it, its tests.
+"""The target project as both engines see it: its root, its scratch folder outside it, its tests.
 
-Shared by ``audit flaky`` and ``audit mutate`` so that both collect tests, build pytest command
-lines and keep the user's tree clean (no ``.pytest_cache``, no ``__pycache__``) the same way.
+Shared by ``audit flaky`` and ``audit mutate`` so that both find the project, collect its tests and
+keep the user's tree clean the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from audit.errors import AuditError
-
-
-def _quiet_args() -> list[str]:
-    args = ["-p", "no:cacheprovider"]
-    if importlib.util.find_spec("pytest_benchmark"):  # it creates .benchmarks/ in the rootdir of every run
-        args.append(f"--benchmark-storage=file://{Path(tempfile.gettempdir()) / 'ml-audit-benchmarks'}")
-    return args
-
-
-# Arguments every pytest run we start gets: nothing may be written into the user's project.
-QUIET_ARGS = _quiet_args()
+from audit.pytest_run import PytestRun
 
 
 def project_root(path: str | os.PathLike) -> Path:
@@ -49,23 +36,6 @@ def cache_dir(root: Path, kind: str, env_var: str) -> Path:
     return Path(base) / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
-def pytest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a pytest run we start: ours, minus bytecode writes, plus *extra*."""
-    env = dict(os.environ)
-    env.pop("PYTEST_ADDOPTS", None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def pytest_command(cfg, *extra: str, python: str | None = None) -> list[str]:
-    """``python -m pytest`` with the project's configured test paths and arguments."""
-    return [python or sys.executable, "-m", "pytest", *QUIET_ARGS, *cfg.pytest_args, *extra, *cfg.test_paths]
-
-
-_NODEID = re.compile(r"^(\S+::\S.*)$")
-
-
 def _summary(output: str, lines: int = 25) -> str:
     keep = [ln for ln in output.strip().splitlines() if ln.strip()]
     return "\n".join(keep[-lines:])
@@ -77,21 +47,44 @@ def collect(cfg, timeout: float = 300.0, env: dict[str, str] | None = None) -> l
     Raises AuditError (exit 2) naming the problem for a pytest usage error, a test module that
     fails to import, or a suite that collects no test.
     """
-    cmd = pytest_command(cfg, "--collect-only", "-q")
-    try:
-        proc = subprocess.run(cmd, cwd=cfg.root, env=pytest_env(env), capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise AuditError(f"collecting tests in {cfg.root} took more than {timeout:.0f}s") from None
-    out = proc.stdout + proc.stderr
-    if proc.returncode == 5:
-        raise AuditError(f"no tests collected in {cfg.root} (ran: {' '.join(cmd[2:])})")
-    if proc.returncode == 4:
-        raise AuditError(f"pytest usage error in {cfg.root}:\n{_summary(out)}")
-    if proc.returncode != 0:
+    with tempfile.TemporaryDirectory(prefix="ml-audit-collect-") as tmp:
+        listing = Path(tmp) / "ids.json"
+        run = PytestRun(cfg, options=["--collect-only", "-q", f"--audit-collect={listing}"], env=env)
+        out = run.run(timeout, keep_output=True)
+        ids = json.loads(listing.read_text(encoding="utf-8")) if listing.is_file() else []
+    if out.timed_out:
+        raise AuditError(f"collecting tests in {cfg.root} took more than {timeout:.0f}s")
+    if out.returncode == 5:
+        raise AuditError(f"no tests collected in {cfg.root} (ran: {' '.join(run.command()[2:])})")
+    if out.returncode == 4:
+        raise AuditError(f"pytest usage error in {cfg.root}:\n{_summary(out.output)}")
+    if out.returncode != 0:
         raise AuditError(f"pytest could not collect the tests in {cfg.root} "
-                         f"(exit {proc.returncode}); a test module fails to import?\n{_summary(out)}")
-    ids = [m.group(1) for ln in proc.stdout.splitlines() if (m := _NODEID.match(ln.strip()))]
+                         f"(exit {out.returncode}); a test module fails to import?\n{_summary(out.output)}")
     if not ids:
         raise AuditError(f"no tests collected in {cfg.root}")
     return ids
+
+
+# pytest plugins that cost seconds per interpreter and only matter to suites that use them
+_COSTLY_PLUGINS = {"hypothesispytest": "hypothesis"}
+
+
+def unused_plugins(root: Path, tests: list[str]) -> list[str]:
+    """Costly plugins no test file or conftest mentions: our interpreters start without them."""
+    texts = []
+    for name in dict.fromkeys(t.split("::", 1)[0] for t in tests):
+        path = Path(root) / name
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except OSError:
+            return []  # cannot tell: keep everything
+    folders = {Path(root) / Path(t.split("::", 1)[0]).parent for t in tests}
+    for folder in list(folders):
+        folders.update(p for p in folder.parents if Path(root) in (p, *p.parents))
+    for folder in folders:
+        conftest = folder / "conftest.py"
+        if conftest.is_file():
+            texts.append(conftest.read_text(errors="replace"))
+    blob = "\n".join(texts)
+    return [plugin for plugin, word in _COSTLY_PLUGINS.items() if word not in blob]

@@ -106,7 +106,7 @@ def test_malformed_toml_is_a_clear_error(tmp_path):
 
 
 def test_wrong_type_on_the_command_line_is_reported_as_such(tmp_path):
-    with pytest.raises(ConfigError, match="command line: 'tool.audit.flaky.budget'"):
+    with pytest.raises(ConfigError, match=r"command line: --budget \('tool.audit.flaky.budget'\)"):
         load_config(tmp_path, {"flaky": {"budget": "soon"}})
 
 

@@ -93,9 +93,13 @@ def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
                           text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), timeout=300)
     assert proc.returncode == 1 and "1 failed" in proc.stdout
     data = result.to_json()
-    assert data["schema"] == "ml-audit.flaky/1" and data["project"] == str(root)
+    assert data["schema"] == "ml-audit.flaky/2" and data["project"] == str(root)
     assert all(t["causes"] == [] for t in data["tests"])
-    assert snapshot(root) == before          # the audit changed nothing in the project
+    # a script calling the API records the run like the command does, and writes nothing else
+    assert result.recorded.run_id == 1 and result.recorded.path == root / "reports" / "audit.sqlite"
+    after = snapshot(root)
+    assert after.pop("reports/audit.sqlite").startswith(b"SQLite format 3")
+    assert after == before
 
 
 def test_hangs_segfaults_and_exits_are_recorded_and_the_audit_goes_on(tmp_path):
@@ -106,7 +110,7 @@ def test_hangs_segfaults_and_exits_are_recorded_and_the_audit_goes_on(tmp_path):
     assert set(verdicts["test_segfaults"].outcomes) == {"crashed"}
     assert set(verdicts["test_exits"].outcomes) == {"crashed"}
     assert verdicts["test_hangs"].verdict == verdicts["test_exits"].verdict == "error"
-    assert "signal" in verdicts["test_segfaults"].failing_settings[0]["digest"]
+    assert "signal" in verdicts["test_segfaults"].failing_settings[0].digest
     assert verdicts["test_fine"].verdict == "pass" and verdicts["test_fine"].executions >= 2
 
 
@@ -127,14 +131,44 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, files, args, m
     assert message in capsys.readouterr().err.replace("\n", " ")
 
 
-def test_cli_json_exit_code_and_resume(tmp_path, capsys):
+# fails on every second execution, counted in a file outside the project: flaky for certain
+ALTERNATING = '''
+import os
+
+def test_alternates():
+    path = os.environ["ALTERNATING_COUNTER"]
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    open(path, "w").write(str(n + 1))
+    assert n % 2 == 0
+
+def test_broken():
+    assert 1 == 2
+
+def test_fine():
+    assert sum(range(10)) == 45
+'''
+
+
+def test_cli_exit_code_is_0_without_a_flaky_test_and_1_with_one(tmp_path, monkeypatch):
+    quiet = ["--runs", "2", "--seed", "7", "--budget", "300", "--rng", "random", "--threads", "1",
+             "--no-determinism", "--orders", "file", "--no-hashseed", "--no-record"]
+    steady = make_project(tmp_path / "steady", "def test_fine():\n    pass\n\ndef test_broken():\n    assert 0\n")
+    assert main(["flaky", str(steady), *quiet]) == 0      # a test failing every time is broken, not flaky
+    monkeypatch.setenv("ALTERNATING_COUNTER", str(tmp_path / "counter"))
+    flaky = make_project(tmp_path / "flaky", ALTERNATING)
+    out = tmp_path / "flaky.json"
+    assert main(["flaky", str(flaky), *quiet, "--json", str(out)]) == 1
+    verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in json.loads(out.read_text())["tests"]}
+    assert verdicts == {"test_alternates": "flaky", "test_broken": "fail", "test_fine": "pass"}
+
+
+def test_cli_json_and_resume_after_a_finished_run(tmp_path, capsys):
     root = make_project(tmp_path / "proj", FLAKY_TESTS)
     out = tmp_path / "report.json"
-    code = main(["flaky", str(root), "--runs", "2", "--seed", "7", "--json", str(out), "--budget", "300",
-                 "--rng", "random", "--threads", "1", "--no-determinism", "--orders", "file"])
+    main(["flaky", str(root), "--runs", "2", "--seed", "7", "--json", str(out), "--budget", "300",
+          "--rng", "random", "--threads", "1", "--no-determinism", "--orders", "file"])
     data = json.loads(out.read_text())
     verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in data["tests"]}
-    assert code == (1 if "flaky" in verdicts.values() else 0)
     assert verdicts["test_broken"] == "fail"
     assert data["settings"]["rng_pinned"] == ["torch", "numpy"] and data["settings"]["threads"] == [1]
     assert data["settings"]["determinism"] == "not varied" and data["settings"]["master_seed"] == 7
@@ -158,9 +192,8 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
                                                                 "def test_fine():\n    import time; time.sleep(0.05)"))
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.Popen([sys.executable, "-m", "audit", "flaky", str(root), "--budget", "300",
-                             "--runs", "400", "--seed", "3"], env=env, stdout=subprocess.PIPE,
+                             "--runs", "400", "--seed", "3", "--no-record"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    rows = next(Path(os.environ.get("ML_AUDIT_STATE", tmp_path / "state")).rglob("state.json"), None)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         found = list((tmp_path / "state").rglob("rows.jsonl"))
@@ -174,6 +207,14 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "interrupted" in out and "--resume" in out and "test_broken" in out
-    assert rows is None or rows.exists()
+    state = json.loads(found[0].with_name("state.json").read_text())
     saved = len(found[0].read_text().splitlines())
-    assert saved > 0
+    assert saved > 0 and state["seconds"] > 0
+    # --resume continues from the saved rows (the budget counts the time already spent)
+    report = tmp_path / "resumed.json"
+    code = main(["flaky", str(root), "--resume", "--no-record", "--json", str(report),
+                 "--budget", str(state["seconds"] + 20)])
+    data = json.loads(report.read_text())
+    assert code == 1 and data["stopped"] != "interrupted"
+    assert data["executions"] > saved and data["settings"]["master_seed"] == 3
+    assert len(found[0].read_text().splitlines()) > saved

@@ -130,7 +130,7 @@ def test_verdicts():
     v = summarise("t", [row("t", 0, "pass")] * 3 + [row("t", 1, "fail", masked=True, digest="call: boom")])
     assert (v.verdict, v.executions, v.failures, v.masked) == ("flaky", 4, 1, 1)
     assert v.interval[0] < 0.25 < v.interval[1] and "rerunfailures" in v.evidence
-    assert v.failing_settings[0]["digest"] == "call: boom" and v.to_json()["causes"] == []
+    assert v.failing_settings[0].digest == "call: boom" and v.to_json()["causes"] == []
 
 
 def test_repro_candidates_shortest_first_with_the_tests_that_ran_before():

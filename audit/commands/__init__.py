@@ -2,6 +2,8 @@
 
 import argparse
 
+from rich.markup import escape
+
 
 def add_project_argument(parser: argparse.ArgumentParser) -> None:
     """The PATH argument every command takes: the project to audit."""
@@ -15,25 +17,11 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-record", action="store_true", help="do not record this run in the history store")
 
 
-def record_history(cfg, args, result: dict, *, duration: float | None, settings: dict, console) -> int | None:
-    """Record *result* in the history store unless --no-record; returns the run id.
-
-    A store that cannot take the run (damaged, foreign, locked) is reported and the result is kept
-    in the files the user asked for: the audit itself is not lost.
-    """
-    if args.no_record:
-        return None
-    from audit import vcs
-    from audit.errors import AuditError
-    from audit.store import Store, store_path
-
-    path = store_path(cfg, args.db)
-    try:
-        with Store(path) as store:
-            run_id = store.record(result, project=str(cfg.root), commit=vcs.head_commit(cfg.root),
-                                  branch=vcs.branch(cfg.root), duration=duration, settings=settings)
-    except AuditError as exc:
-        console.print(f"[yellow]not recorded in the history store:[/] {exc}", highlight=False)
-        return None
-    console.print(f"recorded as run {run_id} in {path}", highlight=False)
-    return run_id
+def print_recorded(recorded, console) -> None:
+    """One line saying where the run went in the history store, or why it could not go there."""
+    if recorded is None:
+        return
+    if recorded.error:
+        console.print(f"[yellow]not recorded in the history store:[/] {escape(recorded.error)}", highlight=False)
+    else:
+        console.print(f"recorded as run {recorded.run_id} in {escape(str(recorded.path))}", highlight=False)

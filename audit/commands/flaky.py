@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_history_arguments, add_project_argument, record_history
-from audit.errors import AuditError
+from audit.commands import add_history_arguments, add_project_argument, print_recorded
 
 NAME = "flaky"
 HELP = "find flaky tests: rerun the suite under varied RNG seeds, threads, hash seeds, order and determinism"
@@ -64,43 +64,36 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from audit.api import configure
-    from audit.flaky.engine import run_flaky
-    from audit.report import flaky_json, flaky_table
+    from audit import api
+    from audit.report import flaky_table
 
-    if args.budget is not None and args.budget <= 0:
-        raise AuditError("--budget must be positive")
-    if args.runs is not None and args.runs < 0:
-        raise AuditError("--runs must be zero or positive")
-    if args.workers is not None and args.workers < 0:
-        raise AuditError("--workers must be zero or positive")
     orders = args.orders
     if orders is not None and not orders:
         orders = ["file"]
-    cfg = configure(args.path, "flaky", budget=args.budget, runs=args.runs, timeout=args.timeout,
-                    workers=args.workers, seed=args.seed, rng=args.rng, threads=args.threads,
-                    orders=orders, hashseed=args.hashseed, determinism=args.determinism,
-                    attribute=args.attribute, attribute_budget=args.attribute_budget)
     console = Console()
     with Progress(TextColumn("[bold]audit flaky[/]"), BarColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console, transient=True,
                   disable=not console.is_terminal) as bar:
-        task = bar.add_task("collecting tests", total=cfg.flaky.budget)
+        task = bar.add_task("collecting tests", total=None)
 
         def progress(executions, interpreters, flaky, elapsed, budget, pending, **_):
-            bar.update(task, completed=min(elapsed, budget),
+            bar.update(task, completed=min(elapsed, budget), total=budget,
                        description=f"{executions} executions, {interpreters} interpreters, "
                                    f"{flaky} flaky, {pending} tests still sampled")
 
-        result = run_flaky(cfg, progress=progress, resume=args.resume,
-                           attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"))
+        result = api.flaky(args.path, progress=progress, resume=args.resume, json=args.json,
+                           record=not args.no_record, db=args.db,
+                           attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"),
+                           budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,
+                           seed=args.seed, rng=args.rng, threads=args.threads, orders=orders,
+                           hashseed=args.hashseed, determinism=args.determinism, attribute=args.attribute,
+                           attribute_budget=args.attribute_budget)
     flaky_table.print_result(result, console, show_all=args.all)
     if args.json:
-        flaky_json.write(result, args.json)
-        console.print(f"JSON report: {args.json}")
+        console.print(f"JSON report: {escape(args.json)}", highlight=False)
+    print_recorded(result.recorded, console)
     if result.interrupted:
         console.print("[yellow]interrupted[/]: partial results above; "
-                      f"continue with: audit flaky {args.path} --resume")
+                      f"continue with: audit flaky {escape(args.path)} --resume", highlight=False)
         return 130
-    record_history(cfg, args, result.to_json(), duration=result.seconds, settings=result.settings, console=console)
     return 1 if result.flaky else 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_history_arguments, add_project_argument, record_history
+from audit.commands import add_history_arguments, add_project_argument, print_recorded
 
 NAME = "mutate"
 HELP = "mutation-test the suite with ML-aware operators on mutmut; score by operator, module, function"
@@ -32,21 +33,17 @@ def run(args) -> int:
         console.print(operators_table())
         return 0
     from audit import api
-    from audit.mutate.engine import run_mutate
-    from audit.report import mutate_json, stryker
 
-    cfg = api.configure(args.path, "mutate", operators=args.operators, since=args.since,
-                        fail_under=args.fail_under, max_children=args.max_children)
     with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("mutants", total=None)
-        result = run_mutate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        result = api.mutate(args.path, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                            json=args.json, stryker=args.stryker, record=not args.no_record, db=args.db,
+                            operators=args.operators, since=args.since, fail_under=args.fail_under,
+                            max_children=args.max_children)
     render(result, console)
-    data = result.to_json()
-    if args.json:
-        console.print(f"wrote {mutate_json.write(result, args.json)}")
-    if args.stryker:
-        console.print(f"wrote {stryker.write(result, args.stryker)}")
-    record_history(cfg, args, data, duration=result.elapsed, console=console,
-                   settings={"operators": cfg.mutate.operators, "since": cfg.mutate.since or None})
+    for path in (args.json, args.stryker):
+        if path:
+            console.print(f"wrote {escape(path)}", highlight=False)
+    print_recorded(result.recorded, console)
     return result.exit_code

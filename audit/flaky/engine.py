@@ -14,8 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,8 +22,9 @@ from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
 from audit.flaky.runner import Pool, Unit, run_unit
 from audit.flaky.verdict import summarise
-from audit.model.flaky import Cause, FlakyResult
-from audit.project import cache_dir, collect, pytest_env
+from audit.model.flaky import FlakyResult
+from audit.project import cache_dir, collect, unused_plugins
+from audit.pytest_run import PytestRun
 
 REPRO_TIMEOUT = 120.0
 
@@ -128,8 +127,6 @@ class _Audit:
     # ---- scheduling ---------------------------------------------------------------------
     def run(self) -> FlakyResult:
         budget = float(self.flaky_cfg.budget)
-        if budget <= 0:
-            raise AuditError("--budget must be positive")
         workers = self.flaky_cfg.workers or os.cpu_count() or 1
         timeout = float(self.flaky_cfg.timeout)
         self.t0 = time.monotonic()
@@ -220,22 +217,13 @@ class _Audit:
             self.repro_queue.append((nodeid, cands))
 
     def _verify(self, cand: repro_mod.Repro) -> bool:
-        """Run the repro command; True when the test failed again."""
+        """Run the repro command as a user would; True when the test failed again."""
         rows_file = self.workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
-        rows_file.unlink(missing_ok=True)
-        cmd = [_python(), "-m", "pytest", *cand.args, f"--audit-rows={rows_file}", "-q"]
-        try:
-            subprocess.run(cmd, cwd=self.cfg.root, env=pytest_env(cand.env), capture_output=True,
-                           timeout=min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
-        except subprocess.TimeoutExpired:
-            return False
-        if not rows_file.is_file():
-            return False
-        for line in rows_file.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("event") == "row" and rec["nodeid"] == cand.nodeid:
-                return rec["klass"] == "fail"
-        return False
+        run = PytestRun(self.cfg, verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
+                        rows_file=rows_file)
+        out = run.run(min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
+        mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
+        return bool(mine) and mine[0]["klass"] == "fail"
 
     def _repro_done(self, nodeid: str, cand: repro_mod.Repro, failed: bool) -> None:
         self.repro_running.discard(nodeid)
@@ -281,34 +269,6 @@ class _Audit:
                            state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows)
 
 
-# pytest plugins that cost seconds per interpreter and only matter to suites that use them
-_COSTLY_PLUGINS = {"hypothesispytest": "hypothesis"}
-
-
-def unused_plugins(root: Path, tests: list[str]) -> list[str]:
-    """Costly plugins no test file mentions: our interpreters start without them."""
-    texts = []
-    for name in dict.fromkeys(t.split("::", 1)[0] for t in tests):
-        path = Path(root) / name
-        try:
-            texts.append(path.read_text(errors="replace"))
-        except OSError:
-            return []  # cannot tell: keep everything
-    folders = {Path(root) / Path(t.split("::", 1)[0]).parent for t in tests}
-    for folder in list(folders):
-        folders.update(p for p in folder.parents if Path(root) in (p, *p.parents))
-    for folder in folders:
-        conftest = folder / "conftest.py"
-        if conftest.is_file():
-            texts.append(conftest.read_text(errors="replace"))
-    blob = "\n".join(texts)
-    return [plugin for plugin, word in _COSTLY_PLUGINS.items() if word not in blob]
-
-
-def _python() -> str:
-    return sys.executable
-
-
 class _Job(tuple):
     """(kind, key, payload) plus the function that runs it in a worker thread."""
 
@@ -326,22 +286,6 @@ def _wrap(next_job, start):
     return None if job is None else _Job(job, start)
 
 
-def run_flaky(cfg, progress=None, resume: bool = False, attribution_progress=None) -> FlakyResult:
-    """Audit *cfg*'s suite for flaky tests; see the module docstring.
-
-    With ``cfg.flaky.attribute``, each flaky test of a finished (not interrupted) audit then gets
-    its causes from one-factor experiments (audit.flaky.attribute), within ``attribute_budget``.
-    """
-    result = _Audit(cfg, progress=progress, resume=resume).run()
-    if cfg.flaky.attribute and result.flaky and not result.interrupted:
-        from audit.flaky.attribute import attribute
-
-        found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget,
-                          workers=cfg.flaky.workers or None, progress=attribution_progress)
-        for test in result.tests:
-            test.causes = [Cause.from_json(c) for c in found.get(test.nodeid, [])]
-        result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
-        result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
-                              "interpreters": found.interpreters}
-    return result
-
+def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
+    """Audit *cfg*'s suite for flaky tests; see the module docstring."""
+    return _Audit(cfg, progress=progress, resume=resume).run()

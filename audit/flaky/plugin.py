@@ -47,11 +47,26 @@ def pytest_addoption(parser):
                     help="ml-audit (internal): JSON unit of work written by audit flaky")
     group.addoption("--audit-rows", default=None, metavar="FILE",
                     help="ml-audit: append one JSON line per test execution to FILE")
+    group.addoption("--audit-collect", default=None, metavar="FILE",
+                    help="ml-audit (internal): write the collected node ids to FILE as JSON")
 
 
 def pytest_configure(config):
     if config.getoption("audit_enable", False):
         config.pluginmanager.register(AuditPlugin(config), "ml-audit-flaky")
+    if config.getoption("audit_collect", None):
+        config.pluginmanager.register(CollectedIds(config.getoption("audit_collect")), "ml-audit-collect")
+
+
+class CollectedIds:
+    """Writes the node ids pytest collected, exactly (a ``-q`` listing cannot carry every id)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def pytest_collection_finish(self, session):
+        with open(self.path, "w", encoding="utf-8") as f:
+            json.dump([item.nodeid for item in session.items], f)
 
 
 def derive_seed(base: int, *key) -> int:

@@ -2,27 +2,22 @@
 
 A ``Unit`` is self-contained and serialisable (``to_json``/``from_json``): the environment of
 the interpreter (hash seed, thread variables), the tests in their order, and what the plugin
-does inside (seed modes, determinism, rounds, thread counts). ``run_unit`` starts
-``python -m pytest`` on it, watches the rows the plugin appends, kills an execution that runs
-past the timeout, and turns a crash (segfault, ``os._exit``) into a row for the test that was
-running, so one bad test never stops the audit. ``Pool`` keeps one unit per worker running.
+does inside (seed modes, determinism, rounds, thread counts). ``run_unit`` runs it
+through :mod:`audit.pytest_run`, which kills an execution that runs past the timeout and reports
+the test a crash (segfault, ``os._exit``) took down; that becomes a row for the test, so one bad
+test never stops the audit. ``Pool`` keeps one unit per worker running.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from audit.project import pytest_command, pytest_env
+from audit.pytest_run import PytestRun, kill_group
 
-POLL_SECONDS = 0.05
 STALL_GRACE = 120.0   # seconds without news outside a test (import, collection) before giving up
 
 
@@ -86,119 +81,35 @@ class UnitResult:
     startup: float | None = None    # seconds from launch until the first test could start
 
 
-class Stopped(Exception):
-    """Raised inside a worker when the audit is being stopped (Ctrl-C)."""
-
-
-def _read_new(path: Path, offset: int) -> tuple[list[dict], int]:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1  # leave a half-written line for the next read
-    records = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
-    return records, offset + end
-
-
 def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
              stop: threading.Event | None = None, procs: dict | None = None) -> UnitResult:
     """Run *unit* in a fresh interpreter and return its rows (never raises for a test's fault)."""
     workdir.mkdir(parents=True, exist_ok=True)
     unit_file = workdir / f"unit-{unit.id}.json"
-    rows_file = workdir / f"rows-{unit.id}.jsonl"
-    log_file = workdir / f"log-{unit.id}.txt"
     unit_file.write_text(unit.to_json())
-    rows_file.unlink(missing_ok=True)
-    off = [a for name in unit.plugins_off for a in ("-p", f"no:{name}")]
+    rows_file = workdir / f"rows-{unit.id}.jsonl"
+    files = unit.files()   # only the files holding the unit's tests are collected (when they name real files)
+    targets = files if all((Path(cfg.root) / f).is_file() for f in files) else None
     # --maxfail=0 undoes a configured -x: an audit wants every test, failing or not
-    cmd = pytest_command(cfg, "-q", "--maxfail=0", "-p", "no:randomly", *off, "--audit-enable",
-                         f"--audit-unit={unit_file}", f"--audit-rows={rows_file}")
-    # only the files holding the unit's tests are collected (when node ids name real files)
-    files = unit.files()
-    if all((Path(cfg.root) / f).is_file() for f in files):
-        cmd = cmd[: len(cmd) - len(cfg.test_paths)] + files
-    started = time.monotonic()
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=cfg.root, env=pytest_env(unit.env()), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    if procs is not None:
-        procs[unit.id] = proc
-    rows, events, offset = [], [], 0
-    running: dict | None = None
-    running_since = started
-    interrupted = False
-    ready_at = None
-    last_activity = started
-    try:
-        while True:
-            done = proc.poll() is not None
-            new, offset = _read_new(rows_file, offset)
-            if new:
-                last_activity = time.monotonic()
-            for rec in new:
-                if rec["event"] == "start":
-                    running, running_since = rec, time.monotonic()
-                elif rec["event"] == "row":
-                    rec["unit"], rec["hashseed"], rec["order"] = unit.id, unit.hashseed, unit.order
-                    rows.append(rec)
-                    running = None
-                else:
-                    if rec["event"] == "ready":
-                        ready_at = time.monotonic() - started
-                    events.append(rec)
-            if done:
-                break
-            if stop is not None and stop.is_set():
-                interrupted = True
-                _kill(proc)
-                break
-            if running is not None and time.monotonic() - running_since > timeout:
-                _kill(proc)
-                rows.append(_synthetic(unit, running, "timeout",
-                                       f"timeout: still running after {timeout:.0f}s", timeout))
-                running = None
-                break
-            if running is None and time.monotonic() - last_activity > timeout + STALL_GRACE:
-                _kill(proc)  # stuck outside any test: collection, a session fixture, exit
-                events.append({"event": "stalled", "seconds": time.monotonic() - last_activity})
-                break
-            time.sleep(POLL_SECONDS)
-    finally:
-        if proc.poll() is None:
-            _kill(proc)
-        if procs is not None:
-            procs.pop(unit.id, None)
-    rc = proc.returncode
-    if stop is not None and stop.is_set():
-        interrupted = True  # killed by the pool on Ctrl-C, whichever loop test saw it first
-    if running is not None and not interrupted:
-        how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"interpreter exited with {rc}"
-        rows.append(_synthetic(unit, running, "crashed", f"crashed: {how} during the test",
-                               time.monotonic() - running_since))
-    tail = log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
-    return UnitResult(unit, rows, rc, time.monotonic() - started, events, tail, interrupted, ready_at)
+    run = PytestRun(cfg, options=["-q", "--maxfail=0", "--audit-enable", f"--audit-unit={unit_file}",
+                                  f"--audit-rows={rows_file}"],
+                    targets=targets, env=unit.env(), plugins_off=["randomly", *unit.plugins_off],
+                    rows_file=rows_file, log=workdir / f"log-{unit.id}.txt")
+    out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
+    rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order} for rec in out.rows]
+    if out.unfinished is not None:
+        rows.append(_synthetic(unit, out.unfinished))
+    return UnitResult(unit, rows, out.returncode, out.seconds, out.events, out.output_tail, out.interrupted,
+                      out.startup)
 
 
-def _synthetic(unit: Unit, start: dict, outcome: str, digest: str, seconds: float) -> dict:
+def _synthetic(unit: Unit, unfinished: dict) -> dict:
     """The row for an execution the plugin could not finish: it hung or took the interpreter down."""
-    return {"event": "row", "nodeid": start["nodeid"], "round": start.get("round", 0),
-            "attempt": start.get("attempt", 0), "seeds": {}, "seed_modes": unit.seeds,
+    return {"event": "row", **unfinished, "seeds": {}, "seed_modes": unit.seeds,
             "seed_base": None, "threads": None, "deterministic": unit.deterministic,
-            "phases": {"call": outcome}, "digest": digest, "duration": round(seconds, 3),
-            "outcome": outcome, "masked": False, "klass": "fail", "draws": {},
+            "phases": {"call": unfinished["outcome"]}, "masked": False, "klass": "fail", "draws": {},
             "fixture_draws": [], "uses_drawing_fixtures": [], "drew_any": False,
             "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
 
 
 class Pool:
@@ -243,7 +154,7 @@ class Pool:
         except BaseException:
             self.stop.set()
             for proc in list(self.procs.values()):
-                _kill(proc)
+                kill_group(proc)
             while busy:
                 job, value, exc = results.get()
                 busy -= 1

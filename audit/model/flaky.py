@@ -228,6 +228,7 @@ class FlakyResult:
     rng_graph: dict = field(default_factory=dict)      # node-link RNG call graph of the flaky tests
     rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
     attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
+    recorded: Any = None                               # where the history store put it (audit.recording)
 
     @property
     def flaky(self) -> list[TestVerdict]:

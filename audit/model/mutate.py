@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 SCHEMA = "ml-audit.mutate/2"
 READABLE = ("ml-audit.mutate/1", SCHEMA)
@@ -102,6 +103,7 @@ class MutateResult:
     fail_under: float | None = None
     interrupted: bool = False
     sources: dict[str, str] = field(default_factory=dict)  # path -> source text (for Stryker; not in the JSON)
+    recorded: Any = None                                   # where the history store put it (audit.recording)
 
     def _by(self, key) -> dict[str, Tally]:
         groups: dict[str, Tally] = defaultdict(Tally)

@@ -37,8 +37,8 @@ def build_table(result, show_all: bool = False) -> Table:
         if t.verdict == "pass" and not show_all:
             continue
         ci = f"{t.rate:.1%} [{t.interval[0]:.1%}, {t.interval[1]:.1%}]" if t.executions else "-"
-        table.add_row(t.nodeid, f"[{_STYLE.get(t.verdict, '')}]{t.verdict}[/]",
-                      f"{t.failures}/{t.executions}", ci, _settings_summary(t))
+        table.add_row(escape(t.nodeid), f"[{_STYLE.get(t.verdict, '')}]{t.verdict}[/]",
+                      f"{t.failures}/{t.executions}", ci, escape(_settings_summary(t)))
     return table
 
 
@@ -72,10 +72,10 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         if t.repro and t.verdict in ("flaky", "fail", "error"):
             mark = {True: "fails again when run", False: "did not fail when re-run",
                     None: "not re-run"}[t.repro_verified]
-            console.print(f"[bold]{t.nodeid}[/] repro ({mark}):", highlight=False)
-            console.print(f"  {t.repro}", highlight=False, soft_wrap=True)
-            if t.evidence and "rerunfailures" in t.evidence:
-                console.print(f"  [yellow]{t.evidence}[/]", highlight=False)
+            console.print(f"[bold]{escape(t.nodeid)}[/] repro ({mark}):", highlight=False)
+            console.print(f"  {escape(t.repro)}", highlight=False, soft_wrap=True)
+            if t.masked:
+                console.print(f"  [yellow]{escape(t.evidence)}[/]", highlight=False)
             _print_causes(t, console)
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
     settings = result.settings
@@ -92,4 +92,5 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
     passes = [t for t in result.tests if t.verdict == "pass"]
     if passes:
         weakest = min(passes, key=lambda t: t.executions)
-        console.print(f"least sampled passing test: {weakest.nodeid}: {weakest.confidence}", highlight=False)
+        console.print(f"least sampled passing test: {escape(weakest.nodeid)}: {escape(weakest.confidence)}",
+                      highlight=False)
