@@ -7,7 +7,7 @@ Run by hand, never in CI (minutes of CPU):
 The store, report and review tests read these files instead of hand-written dicts, so they see
 exactly what the engines emit (``to_json()`` of the results model). A private git copy of
 sample_project goes through four states, each audited through ``audit.api`` with a fixed seed
-and small budgets; nothing is recorded in a history store (the tests do that, with dates):
+and small budgets, with record=False (the tests record them, with dates):
 
   A  the project as shipped                                 flaky-A (attributed), mutate-A
   B  a test weakened (a gradient assert deleted)            mutate-B
@@ -114,29 +114,29 @@ def main() -> int:
 
     commit("A", "tinyclf 0.3.1")
     if wanted("flaky-A"):
-        _save("flaky-A", api.flaky(root, **FLAKY))
+        _save("flaky-A", api.flaky(root, record=False, **FLAKY))
     if wanted("mutate-A"):
-        _save("mutate-A", api.mutate(root, **MUTATE))
+        _save("mutate-A", api.mutate(root, record=False, **MUTATE))
 
     _edit(root / "tests" / "test_functional.py", "    assert target.grad is None\n", "")
     commit("B", "simplify the consistency loss test")
     if wanted("mutate-B"):
-        _save("mutate-B", api.mutate(root, **MUTATE))
+        _save("mutate-B", api.mutate(root, record=False, **MUTATE))
 
     _edit(root / "tests" / "test_augment.py", "    assert len(kept) >= 17\n", "    assert len(kept) >= 10\n")
     with (root / "tests" / "test_augment.py").open("a") as f:
         f.write(HOSTILE_TEST)
     commit("C", "frame dropout: a looser bound, and labels")
     if wanted("flaky-C"):
-        _save("flaky-C", api.flaky(root, **FLAKY))
+        _save("flaky-C", api.flaky(root, record=False, **FLAKY))
 
     _edit(root / "tinyclf" / "functional.py", "    return torch.softmax(logits / temperature, dim=-1)\n",
           "    scaled = logits / temperature\n    return torch.softmax(scaled, dim=-1)\n")
     commit("D", "predict_proba: name the scaled logits")
     if wanted("mutate-D-since"):
-        _save("mutate-D-since", api.mutate(root, **MUTATE, since=commits["C"]))
+        _save("mutate-D-since", api.mutate(root, record=False, **MUTATE, since=commits["C"]))
     if wanted("mutate-D-few"):
-        _save("mutate-D-few", api.mutate(root, operators=FEW_OPERATORS))
+        _save("mutate-D-few", api.mutate(root, record=False, operators=FEW_OPERATORS))
 
     states = {"test_paths": TEST_PATHS, "paths_to_mutate": PATHS_TO_MUTATE, "deselect": DESELECT,
               "flaky": FLAKY, "mutate": MUTATE, "weakened": WEAKENED, "fixed": FIXED,
