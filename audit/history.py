@@ -68,10 +68,11 @@ def load_mutate(data: Any) -> MutateResult:
     return result
 
 
-def covers_part(result: MutateResult) -> bool:
-    """True when a mutate result's score covers part of the code only: mutants left unchecked,
-    an interrupted run, or a run over changed lines (``since``). Such scores are not compared."""
-    return result.partial or bool(result.since)
+def covers_part(result: MutateResult, data: dict) -> bool:
+    """True when a mutate result's score covers part of the code only: the result says it is
+    ``partial`` (mutants left unchecked, an interrupted run) or was made over changed lines
+    (``since``). Such scores are not compared."""
+    return result.partial or data.get("partial") is True or bool(result.since)
 
 
 @lru_cache(maxsize=None)

@@ -322,7 +322,7 @@ class Store:
         data = _as_json(result)
         mutate = load_mutate(data)
         given = settings if settings is not None else data.get("settings") or {}
-        partial = covers_part(mutate) or bool(given.get("since"))
+        partial = covers_part(mutate, data) or bool(given.get("since"))
         with self._write() as db:
             run_id = self._insert_run("mutate", data, project, commit, branch, started_at, duration,
                                       settings, mutate.score, partial)

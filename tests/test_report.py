@@ -18,8 +18,8 @@ from audit.report.markdown import render_markdown
 from audit.report.report_json import render_json
 from audit.report.weekly import build_weekly, parse_since
 from audit.store import Store
-from test_store_history import (EXPECTED, FIXED, HOSTILE, NOW, TIMELINE, WEAKENED, build_history, flaky_ids, load,
-                                run_of, survivors)
+from test_store_history import (EXPECTED, FIXED, HOSTILE, NOW, build_history, flaky_ids, load, run_of,
+                                survivors)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from audit.explain import cause_text
 from audit.model.flaky import FlakyResult
 from audit.model.mutate import MutateResult
 from audit.store import Store
-from test_store_history import (COMMITS, HOSTILE, NOW, RESULTS, WEAKENED, build_history, flaky_ids, load, run_of,
+from test_store_history import (HOSTILE, NOW, RESULTS, WEAKENED, build_history, flaky_ids, load, run_of,
                                 survivors)
 
 # mutate-A -> mutate-B loses about one point: the projects here allow half a point.

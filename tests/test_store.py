@@ -113,8 +113,9 @@ def test_partial_runs_are_stored_as_partial(tmp_path):
     with Store(tmp_path / "audit.sqlite") as store:
         full = store.record(load("mutate-A"))
         runs = [store.record(interrupted.to_json()), store.record(load("mutate-D-since")),
-                store.record(load("mutate-A"), settings={"since": "HEAD~1"})]
-        assert [store.run(r).partial for r in runs] == [True, True, True]
+                store.record(load("mutate-A"), settings={"since": "HEAD~1"}),
+                store.record(dict(load("mutate-A"), partial=True))]
+        assert [store.run(r).partial for r in runs] == [True, True, True, True]
         assert [r.id for r in store.runs("mutate", full_only=True)] == [full]
 
 

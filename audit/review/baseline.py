@@ -71,7 +71,7 @@ def _add_file(side: Side, path: Path) -> None:
         side.add_flaky(load_flaky(data).tests, str(path))
     else:
         result = load_mutate(data)
-        side.add_mutate(result, str(path), covers_part(result))
+        side.add_mutate(result, str(path), covers_part(result, data))
     side.commit = side.commit or data.get("commit")
 
 
