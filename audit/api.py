@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from audit.atomic import check_writable
 from audit.config import load_config
 from audit.project import project_root
 
@@ -29,20 +30,34 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
     result is also written there, before anything is shown.
     """
-    from audit import recording
     from audit.flaky.engine import run_flaky
     from audit.report import flaky_json
 
     cfg = configure(path, "flaky", **settings)
+    if json:
+        check_writable(json)
     result = run_flaky(cfg, progress=progress, resume=resume)
     if cfg.flaky.attribute and result.flaky and not result.interrupted:
         _attribute(cfg, result, attribution_progress)
     if json:
         flaky_json.write(result, json)
     if record and not result.interrupted:
-        result.recorded = recording.record(cfg, result.to_json(), db=db, duration=result.seconds,
-                                           settings=result.settings)
+        result.recorded = _record_flaky(cfg, result, db)
     return result
+
+
+def _record_flaky(cfg, result, db):
+    """Record *result* once: a resume that added no execution keeps the earlier record."""
+    from audit import recording
+    from audit.flaky.state import mark_recorded
+    from audit.store import store_path
+
+    if result.recorded_as is not None and not result.new_executions:
+        return recording.Recorded(store_path(cfg, db), run_id=result.recorded_as, again=False)
+    recorded = recording.record(cfg, result.to_json(), db=db, duration=result.seconds, settings=result.settings)
+    if recorded.run_id is not None:
+        mark_recorded(result.state_dir, recorded.run_id)
+    return recorded
 
 
 def _attribute(cfg, result, progress) -> None:
@@ -72,6 +87,9 @@ def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: st
     from audit.report import stryker as stryker_report
 
     cfg = configure(path, "mutate", **settings)
+    for out in (json, stryker):
+        if out:
+            check_writable(out)
     result = run_mutate(cfg, progress=progress)
     if json:
         mutate_json.write(result, json)

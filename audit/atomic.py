@@ -10,11 +10,20 @@ from pathlib import Path
 from audit.errors import AuditError
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write *text* to *path* through a temporary file in the same folder, then rename it."""
+def check_writable(path: str | os.PathLike) -> Path:
+    """*path* if a file can be written there, else an AuditError now, before any work is spent."""
     path = Path(path)
     if path.is_dir():
         raise AuditError(f"cannot write {path}: it is a folder (give a file name)")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise AuditError(f"cannot write {path}: {parent} is not a writable folder")
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write *text* to *path* through a temporary file in the same folder, then rename it."""
+    path = check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
 from rich.console import Console
 from rich.markup import escape
@@ -39,17 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt   # a plain `kill` (a CI timeout) stops a run the way Ctrl-C does: cleanly
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"audit {args.command}: interrupted", highlight=False)
+        return 130
     except AuditError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]audit {args.command}: error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

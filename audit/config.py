@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
         "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
         "attribute": Key("bool", False, "then find why each flaky test fails: one-factor experiments, RNG call sites"),
+        "evidence_rate": Key("float", 0.05, "a pass is strong evidence once its failure rate is bounded below this "
+                             "(95% confidence): about 59 failure-free executions at 5%", above=0, most=0.5),
         "attribute_budget": Key("float", 300.0, "wall-clock seconds attribution may spend after detection", above=0),
     },
     "mutate": {

@@ -48,13 +48,38 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+PARENT_VAR = "ML_AUDIT_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child we started: ask the kernel to SIGKILL it when ml-audit dies, even by SIGKILL.
+
+    Called by the ml_audit plugin and the mutate worker. The variable is taken out of the
+    environment so that a grandchild (a test that starts pytest itself) is left alone.
+    """
+    parent = os.environ.pop(PARENT_VAR, None)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):   # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def run_process(argv: list[str], *, cwd: str | os.PathLike, env: dict[str, str] | None = None,
                 log: Path | None = None, pass_fds=()) -> subprocess.Popen:
     """Start *argv* in its own process group (stdin closed, output to *log*), so that
-    :func:`kill_group` ends it with every process it started."""
+    :func:`kill_group` ends it with every process it started; a child that calls
+    :func:`die_with_parent` also dies with us."""
     out = log.open("wb") if log is not None else subprocess.DEVNULL
     try:
-        return subprocess.Popen(argv, cwd=cwd, env=child_env(env), stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(argv, cwd=cwd, env={**child_env(env), PARENT_VAR: str(os.getpid())},
+                                stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=tuple(pass_fds))
     finally:
         if log is not None:
@@ -210,7 +235,7 @@ class PytestRun:
         if stop is not None and stop.is_set():
             out.interrupted = True   # killed by the pool, whichever check saw it first
         if running is not None and not out.interrupted:
-            how = f"killed by signal {-out.returncode}" if out.crashed else f"interpreter exited with {out.returncode}"
+            how = f"killed by {signal_name(-out.returncode)}" if out.crashed else f"interpreter exited with {out.returncode}"
             out.unfinished = _unfinished(running, "crashed", f"crashed: {how} during the test",
                                          time.monotonic() - running_since)
         text = log.read_text(errors="replace") if log.exists() else ""
@@ -218,6 +243,14 @@ class PytestRun:
         if self.log is None:
             log.unlink(missing_ok=True)
         return out
+
+
+def signal_name(number: int) -> str:
+    """``signal 11 (SIGSEGV)``: the number, and the name where the platform has one."""
+    try:
+        return f"signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"signal {number}"
 
 
 def _unfinished(start: dict, outcome: str, digest: str, seconds: float) -> dict:

@@ -20,6 +20,7 @@ class Recorded:
     path: Path
     run_id: int | None = None
     error: str | None = None
+    again: bool = True          # False: the same result was recorded before, as run_id
 
 
 def record(cfg, result: dict, *, db: str | None, duration: float | None, settings: dict) -> Recorded:

@@ -76,6 +76,13 @@ def upper_bound_no_failures(executions: int, confidence: float = 0.95) -> float:
     return 1.0 - (1.0 - confidence) ** (1.0 / executions)
 
 
+def runs_to_bound(rate_: float, confidence: float = 0.95) -> int:
+    """Failure-free executions needed to bound the rate below *rate_* with *confidence*."""
+    if not 0 < rate_ < 1:
+        raise ValueError("rate must be strictly between 0 and 1")
+    return math.floor(math.log(1 - confidence) / math.log1p(-rate_)) + 1
+
+
 def runs_to_detect(rate_: float, confidence: float = 0.95) -> int:
     """Executions needed to see at least one failure of a *rate_* flake with *confidence*."""
     if not 0 < rate_ < 1:

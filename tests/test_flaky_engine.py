@@ -13,6 +13,8 @@ import pytest
 
 from audit.api import flaky as api_flaky
 from audit.cli import main
+from audit.report.flaky_table import print_result
+from rich.console import Console
 
 FLAKY_TESTS = '''
 import random
@@ -112,6 +114,20 @@ def test_hangs_segfaults_and_exits_are_recorded_and_the_audit_goes_on(tmp_path):
     assert verdicts["test_hangs"].verdict == verdicts["test_exits"].verdict == "error"
     assert "signal" in verdicts["test_segfaults"].failing_settings[0].digest
     assert verdicts["test_fine"].verdict == "pass" and verdicts["test_fine"].executions >= 2
+    # the table says what happened, not just "error ... varied"
+    console = Console(record=True, width=250)
+    print_result(result, console)
+    text = console.export_text()
+    assert "timeout: still running after 3s (" in text
+    assert "crashed: killed by signal 11 (SIGSEGV) during the test (" in text
+    assert "crashed: interpreter exited with 3 during the test (" in text
+
+
+def test_json_naming_a_folder_is_refused_before_the_run(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n")
+    assert main(["flaky", str(root), "--json", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    assert not list((tmp_path / "state").rglob("rows.jsonl")) and not (root / "reports").exists()
 
 
 @pytest.mark.parametrize("files, args, message", [
@@ -187,7 +203,8 @@ def test_resume_without_a_saved_audit_is_an_error(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
 
 
-def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path, stop_signal):
     root = make_project(tmp_path / "proj", FLAKY_TESTS.replace("def test_fine():",
                                                                 "def test_fine():\n    import time; time.sleep(0.05)"))
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -203,7 +220,7 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
     else:
         proc.kill()
         pytest.fail("no unit finished in time")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop_signal)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "interrupted" in out and "--resume" in out and "test_broken" in out
@@ -218,3 +235,24 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path):
     assert code == 1 and data["stopped"] != "interrupted"
     assert data["executions"] > saved and data["settings"]["master_seed"] == 3
     assert len(found[0].read_text().splitlines()) > saved
+
+
+def test_passes_with_few_executions_are_weak_evidence_and_say_what_would_bound_them(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    out = tmp_path / "r.json"
+    assert main(["flaky", str(root), "--runs", "3", "--seed", "2", "--no-record", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert {t["evidence_strength"] for t in data["tests"]} == {"weak"}
+    assert data["evidence"]["weak"] == 2 and data["evidence"]["rate"] == 0.05
+    assert data["evidence"]["more_executions"] == sum(59 - t["executions"] for t in data["tests"])
+    assert "2 tests: 2 pass (2 with weak evidence)" in printed
+    assert "weak evidence: 2 passing tests ran too few times to bound their failure rate below 5%" in printed
+
+
+def test_tests_the_budget_never_reached_are_not_run_not_error(tmp_path):
+    root = make_project(tmp_path / "proj", "def test_a():\n    pass\n")
+    result = api_flaky(root, budget=0.5, seed=2, record=False)
+    [t] = result.tests
+    assert (t.verdict, t.executions, t.not_run_reason) == ("not run", 0, "the budget ended before it got a turn")
+    assert result.stopped == "budget spent"

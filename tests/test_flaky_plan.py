@@ -126,11 +126,24 @@ def test_verdicts():
     assert decide([row("t", 0, "fail", outcome="timeout")]) == "error"
     assert decide([row("t", 0, "skip")]) == "skip"
     assert decide([row("t", 0, "pass"), row("t", 1, "skip")]) == "pass"
-    assert decide([]) == "error"
+    assert decide([]) == "not run"      # never "error": a test the audit never reached did nothing wrong
     v = summarise("t", [row("t", 0, "pass")] * 3 + [row("t", 1, "fail", masked=True, digest="call: boom")])
     assert (v.verdict, v.executions, v.failures, v.masked) == ("flaky", 4, 1, 1)
     assert v.interval[0] < 0.25 < v.interval[1] and "rerunfailures" in v.evidence
     assert v.failing_settings[0].digest == "call: boom" and v.to_json()["causes"] == []
+
+
+def test_a_pass_is_weak_evidence_until_its_executions_bound_the_rate():
+    weak = summarise("t", [row("t", 0)] * 58, evidence_rate=0.05)
+    strong = summarise("t", [row("t", 0)] * 59, evidence_rate=0.05)
+    assert (weak.verdict, weak.evidence_strength) == ("pass", "weak")
+    assert (strong.verdict, strong.evidence_strength) == ("pass", "strong")
+    assert summarise("t", [row("t", 0)] * 30, evidence_rate=0.1).evidence_strength == "strong"
+    flaky = summarise("t", [row("t", 0), row("t", 1, "fail")])
+    assert flaky.evidence_strength is None and flaky.to_json()["evidence_strength"] is None
+    never = summarise("t", [], not_run_reason="the budget ended before it got a turn")
+    assert (never.verdict, never.executions, never.not_run_reason) == ("not run", 0, "the budget ended before it got a turn")
+    assert never.to_json()["not_run_reason"] == never.not_run_reason
 
 
 def test_repro_candidates_shortest_first_with_the_tests_that_ran_before():

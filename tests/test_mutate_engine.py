@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from audit.cli import main
 from audit.config import load_config
+from audit.model.schema import validate
 from audit.mutate import engine
 
 CORE = '''
@@ -75,6 +78,49 @@ def test_threads_raised_by_user_code_do_not_hang_forked_children():
 '''
 
 
+# A two-function toy for the fast real runs: each mutant's verdict is known in advance.
+TOY_CORE = '''
+import torch
+
+
+def probs(logits):
+    return torch.softmax(logits, dim=-1)
+
+
+def predict(model, x):
+    model.eval()
+    return model(x).argmax(dim=1)
+'''
+
+TOY_TESTS = '''
+import time
+
+import torch
+from tinyml.core import predict, probs
+
+
+def test_probs_rows_sum_to_one():
+    time.sleep(float(__import__("os").environ.get("TOY_SLEEP", "0")))
+    p = probs(torch.randn(4, 3))
+    assert torch.allclose(p.sum(dim=1), torch.ones(4))
+
+
+def test_predict_is_repeatable():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 2)).eval()
+    x = torch.randn(64, 3)
+    first = predict(m, x)
+    assert first.shape == (64,)
+    assert torch.equal(first, predict(m, x))
+'''
+TOY_OPERATORS = "change_dim,drop_eval,swap_train_eval"
+
+
+def make_toy(root: Path) -> Path:
+    project = make_project(root, TOY_TESTS)
+    (project / "tinyml" / "core.py").write_text(TOY_CORE)
+    return project
+
+
 def make_project(root: Path, tests: str = TESTS) -> Path:
     (root / "tinyml").mkdir(parents=True)
     (root / "tests").mkdir()
@@ -100,6 +146,57 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIT_MUTATE_CACHE", str(tmp_path / "cache"))
 
 
+def test_a_real_run_gives_each_mutant_its_verdict_and_killer(tmp_path):
+    project = make_toy(tmp_path / "proj")
+    before = tree_digest(project)
+    out = tmp_path / "m.json"
+    code = main(["mutate", str(project), "--operators", TOY_OPERATORS, "--json", str(out), "--no-record",
+                 "--max-children", "2"])
+    assert tree_digest(project) == before  # byte-identical, and no file or folder added
+    data = json.loads(out.read_text())
+    validate(data)
+    verdicts = {(m["function"], m["operator"]): (m["status"], m["killed_by"]) for m in data["mutants"]}
+    assert verdicts == {
+        ("probs", "change_dim"): ("killed", ["tests/test_core.py::test_probs_rows_sum_to_one"]),
+        ("predict", "change_dim"): ("killed", ["tests/test_core.py::test_predict_is_repeatable"]),
+        ("predict", "swap_train_eval"): ("killed", ["tests/test_core.py::test_predict_is_repeatable"]),
+        ("predict", "drop_eval"): ("survived", []),  # the test puts the model in eval mode itself
+    }
+    assert data["counts"] == {"killed": 3, "survived": 1, "timeout": 0, "no_coverage": 0, "unchecked": 0,
+                              "error": 0, "score": 75.0}
+    assert (data["score"], data["partial"], data["interrupted"]) == (75.0, False, False)
+    assert data["by_operator"]["drop_eval"]["survived"] == 1
+    assert code == 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_exits_130_and_keeps_what_was_measured(tmp_path, stop):
+    project = make_toy(tmp_path / "proj")
+    out = tmp_path / "m.json"
+    cache = tmp_path / "ctrl-c-cache"
+    env = {**os.environ, "AUDIT_MUTATE_CACHE": str(cache), "TOY_SLEEP": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "audit", "mutate", str(project), "--operators", TOY_OPERATORS,
+                             "--json", str(out), "--no-record", "--max-children", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    killed = []
+    while time.monotonic() < deadline and proc.poll() is None and not killed:
+        killed = list(cache.glob("*/killers/*"))  # a mutant's verdict is in: mutation testing is under way
+        time.sleep(0.1)
+    assert killed, "no mutant was killed before the run ended"
+    time.sleep(0.5)  # mutmut records that verdict; the slow probs mutant (2 s) runs last and is not done
+    proc.send_signal(stop)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    data = json.loads(out.read_text())
+    validate(data)
+    assert data["interrupted"] is True and data["partial"] is True
+    assert len(data["mutants"]) == 4
+    assert data["counts"]["unchecked"] >= 1 and data["counts"]["killed"] >= 1
+    assert "PARTIAL" in stdout and "not checked" in stdout
+
+
 @pytest.mark.slow
 def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_path):
     project = make_project(tmp_path / "proj")
@@ -115,7 +212,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     from audit.store import Store
     with Store(project / "reports" / "audit.sqlite", create=False) as store:
         assert [run.kind for run in store.runs()] == ["mutate"]
-    assert data["schema"] == "ml-audit.mutate/1"
+    assert data["schema"] == "ml-audit.mutate/2" and data["partial"] is False
     by = {(m["function"], m["operator"]): m for m in data["mutants"]}
     assert set(by) == {("probs", "change_dim"), ("predict", "drop_no_grad"), ("predict", "drop_eval"),
                        ("predict", "change_dim"), ("step", "drop_zero_grad"), ("step", "drop_optimizer_step")}
@@ -130,7 +227,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     assert by["predict", "drop_no_grad"]["line"] == 10
     assert "-@torch.no_grad()" in by["predict", "drop_no_grad"]["diff"]
     assert "timeout" not in {m["status"] for m in data["mutants"]}  # fork + OpenMP did not hang
-    assert data["by_operator"]["drop_eval"] == {"killed": 0, "survived": 1, "timeout": 0, "no_coverage": 0,
+    assert data["by_operator"]["drop_eval"] == {"killed": 0, "survived": 1, "timeout": 0, "no_coverage": 0, "unchecked": 0,
                                                 "error": 0, "score": 0.0}
     killed = sum(m["status"] == "killed" for m in data["mutants"])
     assert data["score"] == pytest.approx(round(100 * killed / 6, 2))

@@ -113,3 +113,34 @@ def test_a_stop_request_interrupts_the_run(tmp_path, stop_after):
     procs: dict = {}
     out = PytestRun(cfg).run(120, stop=stop, procs=procs, key="k")
     assert out.interrupted and not out.timed_out and procs == {}
+
+
+def test_a_child_dies_with_ml_audit_even_when_ml_audit_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    pidfile = tmp_path / "pytest.pid"
+    project(tmp_path / "p", f"""
+        import os, time
+
+        def test_waits():
+            open({str(pidfile)!r}, "w").write(str(os.getpid()))
+            time.sleep(300)
+        """)
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from audit.config import load_config
+        from audit.pytest_run import PytestRun
+        PytestRun(load_config({str(tmp_path / "p")!r})).run(600)
+        """)])
+    deadline = time.monotonic() + 120
+    while not (pidfile.is_file() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(pidfile.read_text())
+    assert _alive(child)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)

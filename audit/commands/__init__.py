@@ -23,5 +23,8 @@ def print_recorded(recorded, console) -> None:
         return
     if recorded.error:
         console.print(f"[yellow]not recorded in the history store:[/] {escape(recorded.error)}", highlight=False)
+    elif not recorded.again:
+        console.print(f"nothing new since it was recorded as run {recorded.run_id} in {escape(str(recorded.path))}",
+                      highlight=False)
     else:
         console.print(f"recorded as run {recorded.run_id} in {escape(str(recorded.path))}", highlight=False)

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audit.commands import add_history_arguments, add_project_argument, print_recorded
 
 NAME = "mutate"
+INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 HELP = "mutation-test the suite with ML-aware operators on mutmut; score by operator, module, function"
 
 
@@ -34,16 +35,20 @@ def run(args) -> int:
         return 0
     from audit import api
 
-    with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("mutants", total=None)
-        result = api.mutate(args.path, progress=lambda done, total: bar.update(task, completed=done, total=total),
-                            json=args.json, stryker=args.stryker, record=not args.no_record, db=args.db,
-                            operators=args.operators, since=args.since, fail_under=args.fail_under,
-                            max_children=args.max_children)
+    try:
+        with Progress(TextColumn("mutating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("mutants", total=None)
+            result = api.mutate(args.path, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                json=args.json, stryker=args.stryker, record=not args.no_record, db=args.db,
+                                operators=args.operators, since=args.since, fail_under=args.fail_under,
+                                max_children=args.max_children)
+    except KeyboardInterrupt:  # stopped before any mutant ran
+        console.print("interrupted before any mutant was checked: nothing to report")
+        return INTERRUPTED
     render(result, console)
     for path in (args.json, args.stryker):
         if path:
             console.print(f"wrote {escape(path)}", highlight=False)
     print_recorded(result.recorded, console)
-    return result.exit_code
+    return INTERRUPTED if result.interrupted else result.exit_code

@@ -13,64 +13,21 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 
 from audit.errors import AuditError
 from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
-from audit.flaky.runner import Pool, Unit, run_unit
+from audit.flaky.runner import Pool, run_unit
+from audit.flaky.state import RunState, exclusive
 from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
 from audit.project import cache_dir, collect, unused_plugins
 from audit.pytest_run import PytestRun
+from audit.stats import runs_to_bound
 
 REPRO_TIMEOUT = 120.0
-
-
-class _State:
-    """The resumable record of one audit: its plan seed, units, rows and time spent."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.meta: dict = {}
-
-    def start(self, meta: dict) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        (self.path / "work").mkdir(parents=True)
-        self.meta = meta
-        self.save()
-
-    def load(self) -> tuple[list[dict], dict]:
-        meta_file = self.path / "state.json"
-        if not meta_file.is_file():
-            raise AuditError(f"nothing to resume: no earlier audit of this project in {self.path}")
-        self.meta = json.loads(meta_file.read_text())
-        rows, units = [], {}
-        for name, target in (("rows.jsonl", rows), ("units.jsonl", None)):
-            f = self.path / name
-            if f.is_file():
-                for line in f.read_text().splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by Ctrl-C
-                    if target is None:
-                        units[rec["id"]] = rec
-                    else:
-                        target.append(rec)
-        return rows, units
-
-    def save(self) -> None:
-        (self.path / "state.json").write_text(json.dumps(self.meta, indent=1))
-
-    def append(self, unit: Unit, rows: list[dict]) -> None:
-        with (self.path / "units.jsonl").open("a") as f:
-            f.write(unit.to_json() + "\n")
-        with (self.path / "rows.jsonl").open("a") as f:
-            for row in rows:
-                f.write(json.dumps(row, default=str) + "\n")
 
 
 class _Audit:
@@ -81,7 +38,7 @@ class _Audit:
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
         self.axes = Axes.from_config(cfg.flaky)
-        self.state = _State(cache_dir(cfg.root, "flaky", "ML_AUDIT_STATE"))
+        base = state_dir(cfg.root)
         self.rows: list[dict] = []
         self.units: dict[int, dict] = {}
         self.rows_by_unit: dict[int, list[dict]] = {}
@@ -90,6 +47,7 @@ class _Audit:
         self.repro_running: set[str] = set()
         self.spent_before = 0.0
         if resume:
+            self.state = RunState.latest(base)
             old_rows, old_units = self.state.load()
             meta = self.state.meta
             if meta.get("root") != str(cfg.root):
@@ -100,8 +58,8 @@ class _Audit:
         else:
             self.tests = collect(cfg)
             seed = cfg.flaky.seed or secrets.randbelow(2 ** 31 - 1) + 1
-            self.state.start({"root": str(cfg.root), "tests": self.tests, "master_seed": seed,
-                              "seconds": 0.0, "next_unit": 0, "repros": {}})
+            self.state = RunState.new(base, {"root": str(cfg.root), "tests": self.tests, "master_seed": seed,
+                                             "seconds": 0.0, "next_unit": 0, "repros": {}})
             old_rows, old_units = [], {}
         self.master_seed = seed
         self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs)
@@ -113,6 +71,7 @@ class _Audit:
         for row in old_rows:
             self._add_row(row)
         self.planner.record(old_rows)
+        self.rows_before = len(old_rows)
         for nodeid, rec in self.state.meta.get("repros", {}).items():
             self.repros[nodeid] = repro_mod.Repro(nodeid, rec["env"], rec["args"], rec["preceding"],
                                                   rec["verified"])
@@ -191,8 +150,11 @@ class _Audit:
                              f"{res.log_tail[-1500:]}")
         for row in res.rows:
             self._add_row(row)
+        missing = {e["nodeid"] for e in res.events if e.get("event") == "missing"}
+        if missing - set(self.state.meta.get("missing", [])):
+            self.state.meta["missing"] = sorted(missing | set(self.state.meta.get("missing", [])))
         self.planner.record(res.rows, res.seconds, res.startup)
-        self.state.append(unit, res.rows)
+        self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
         self.state.save()
@@ -244,8 +206,14 @@ class _Audit:
         for row in self.rows:
             by_test.setdefault(row["nodeid"], []).append(row)
         verdicts = []
+        missing = set(self.state.meta.get("missing", []))
+        unscheduled = {"budget spent": "the budget ended before it got a turn",
+                       "interrupted": "the audit was interrupted before it got a turn"}.get(stopped, "never scheduled")
+        rate = float(self.flaky_cfg.evidence_rate)
         for nodeid in self.tests:
-            v = summarise(nodeid, by_test[nodeid])
+            reason = ("pytest did not collect it when asked for it by node id" if nodeid in missing
+                      else unscheduled)
+            v = summarise(nodeid, by_test[nodeid], evidence_rate=rate, not_run_reason=reason)
             v.confidence = self.planner.confidence(nodeid) if nodeid in self.planner.tally else ""
             rep = self.repros.get(nodeid)
             if v.verdict in ("flaky", "fail", "error") and v.failures:
@@ -264,9 +232,23 @@ class _Audit:
                          "pytest_args": list(self.cfg.pytest_args),
                          "test_paths": list(self.cfg.test_paths)})
         return FlakyResult(project=str(self.cfg.root), tests=verdicts, settings=settings,
+                           evidence=_evidence(verdicts, rate, settings["workers"]),
                            seconds=self.state.meta.get("seconds", 0.0), executions=len(self.rows),
                            interpreters=len({r["unit"] for r in self.rows}), stopped=stopped,
-                           state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows)
+                           state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows,
+                           new_executions=len(self.rows) - self.rows_before,
+                           recorded_as=self.state.meta.get("recorded_as"))
+
+
+def _evidence(verdicts, rate: float, workers: int) -> dict:
+    """How many passes are weak evidence, and the executions (and seconds, at the durations
+    measured, on this many workers) that would make every one of them strong."""
+    needed = runs_to_bound(rate)
+    weak = [v for v in verdicts if v.evidence_strength == "weak"]
+    more = {v.nodeid: needed - v.executions for v in weak}
+    seconds = sum(more[v.nodeid] * v.total_duration / max(1, v.executions) for v in weak)
+    return {"rate": rate, "confidence": 0.95, "weak": len(weak), "more_executions": sum(more.values()),
+            "more_seconds": round(seconds / max(1, workers), 1)}
 
 
 class _Job(tuple):
@@ -286,6 +268,12 @@ def _wrap(next_job, start):
     return None if job is None else _Job(job, start)
 
 
+def state_dir(root: Path) -> Path:
+    """Where the runs of *root* keep their resumable state: ``$ML_AUDIT_STATE`` or the user cache."""
+    return cache_dir(root, "flaky", "ML_AUDIT_STATE")
+
+
 def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
-    """Audit *cfg*'s suite for flaky tests; see the module docstring."""
-    return _Audit(cfg, progress=progress, resume=resume).run()
+    """Audit *cfg*'s suite for flaky tests; see the module docstring. One run of a project at a time."""
+    with exclusive(state_dir(cfg.root), "audit flaky"):
+        return _Audit(cfg, progress=progress, resume=resume).run()

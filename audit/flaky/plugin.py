@@ -52,6 +52,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if os.environ.get("ML_AUDIT_PARENT"):
+        from audit.pytest_run import die_with_parent
+
+        die_with_parent()
     if config.getoption("audit_enable", False):
         config.pluginmanager.register(AuditPlugin(config), "ml-audit-flaky")
     if config.getoption("audit_collect", None):

@@ -1,10 +1,12 @@
-"""From rows to one verdict per test: flaky, pass, fail, skip or error, with rate and interval.
+"""From rows to one verdict per test: flaky, pass, fail, skip, error or not run, with rate and interval.
 
 ``flaky`` means both outcomes were seen under settings that should not matter (every setting an
 audit varies is one a test should not depend on). A test that fails every time is ``fail``
 (broken, not flaky), or ``error`` when it never got as far as its body (setup error, hang,
-crash). Failures that pytest-rerunfailures retried are counted, and said so, because a rerun
-that passes hides them from the user's own runs.
+crash); one that never ran is ``not run``, with the reason. A pass is *weak evidence* until its
+failure-free executions bound the failure rate below the configured level (95% confidence).
+Failures that pytest-rerunfailures retried are counted, and said so, because a rerun that
+passes hides them from the user's own runs.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 from collections import Counter
 
 from audit.model.flaky import Setting, TestVerdict
-from audit.stats import clopper_pearson, rate
+from audit.stats import clopper_pearson, rate, upper_bound_no_failures
 
 
 def decide(rows: list[dict]) -> str:
     klasses = Counter(r["klass"] for r in rows)
     if not rows:
-        return "error"
+        return "not run"
     if klasses["fail"] and klasses["pass"]:
         return "flaky"
     if klasses["pass"]:
@@ -29,7 +31,8 @@ def decide(rows: list[dict]) -> str:
     return "skip"
 
 
-def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10) -> TestVerdict:
+def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_rate: float = 0.05,
+              not_run_reason: str = "the budget ended before it got a turn") -> TestVerdict:
     ran = [r for r in rows if r["klass"] != "skip"]
     fails = [r for r in ran if r["klass"] == "fail"]
     verdict = decide(rows)
@@ -45,12 +48,16 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10) -> TestVer
             evidence += (f"; pytest-rerunfailures retried {masked} of these failures, so the "
                          "project's own runs report them as passes")
     elif not rows:
-        evidence = "never ran: not collected in the audit's interpreters"
+        evidence = f"never ran: {not_run_reason}"
+    strength = None
+    if verdict == "pass":
+        strength = "strong" if upper_bound_no_failures(n) < evidence_rate else "weak"
     return TestVerdict(
         nodeid=nodeid, verdict=verdict, executions=n, failures=k, skips=len(rows) - n,
         rate=rate(k, n), interval=clopper_pearson(k, n) if n else (0.0, 1.0),
         failing_settings=[Setting.from_row(r) for r in fails[:keep_settings]],
         failure_digests=digests, outcomes=dict(Counter(r["outcome"] for r in rows)),
         masked=masked, draws=draws, interpreters=len({r["unit"] for r in rows}), evidence=evidence,
-        total_duration=sum(r.get("duration") or 0.0 for r in rows),
+        total_duration=sum(r.get("duration") or 0.0 for r in rows), evidence_strength=strength,
+        not_run_reason=not_run_reason if not rows else None,
     )

@@ -14,7 +14,8 @@ from typing import Any
 SCHEMA = "ml-audit.flaky/2"
 READABLE = ("ml-audit.flaky/1", SCHEMA)
 
-VERDICTS = ("flaky", "pass", "fail", "skip", "error")
+VERDICTS = ("flaky", "pass", "fail", "skip", "error", "not run")
+EVIDENCE = ("strong", "weak")        # of a pass: whether its executions bound the failure rate
 CAUSE_STATUSES = ("confirmed", "suspected", "unknown")
 
 
@@ -176,6 +177,8 @@ class TestVerdict:
     evidence: str = ""
     total_duration: float = 0.0
     causes: list[Cause] = field(default_factory=list)
+    evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
+    not_run_reason: str | None = None
 
     @property
     def mean_duration(self) -> float:
@@ -195,6 +198,7 @@ class TestVerdict:
             "failure_digests": self.failure_digests,
             "total_duration": round(self.total_duration, 4),
             "mean_duration": round(self.mean_duration, 6),
+            "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
         }
 
     @classmethod
@@ -208,7 +212,8 @@ class TestVerdict:
                    interpreters=int(data.get("interpreters", 0)), confidence=data.get("confidence", ""),
                    repro=data.get("repro"), repro_verified=data.get("repro_verified"),
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
-                   causes=[Cause.from_json(c) for c in data.get("causes") or ()])
+                   causes=[Cause.from_json(c) for c in data.get("causes") or ()],
+                   evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"))
 
 
 @dataclass
@@ -228,7 +233,10 @@ class FlakyResult:
     rng_graph: dict = field(default_factory=dict)      # node-link RNG call graph of the flaky tests
     rng_hygiene: list = field(default_factory=list)    # tests consuming a global RNG they never seed
     attribution: dict = field(default_factory=dict)    # what attribution spent: seconds, executions, ...
+    evidence: dict = field(default_factory=dict)       # the pass evidence level, weak count, what would bound them
     recorded: Any = None                               # where the history store put it (audit.recording)
+    new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
+    recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
 
     @property
     def flaky(self) -> list[TestVerdict]:
@@ -238,7 +246,7 @@ class FlakyResult:
         return {"schema": SCHEMA, "project": self.project, "settings": self.settings,
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
-                "attribution": self.attribution, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
+                "attribution": self.attribution, "evidence": self.evidence, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
 
     @classmethod
@@ -250,4 +258,4 @@ class FlakyResult:
                    executions=int(data.get("executions", 0)), interpreters=int(data.get("interpreters", 0)),
                    stopped=data.get("stopped", ""), interrupted=data.get("stopped") == "interrupted",
                    rng_graph=dict(data.get("rng_graph") or {}), rng_hygiene=list(data.get("rng_hygiene") or ()),
-                   attribution=dict(data.get("attribution") or {}))
+                   attribution=dict(data.get("attribution") or {}), evidence=dict(data.get("evidence") or {}))

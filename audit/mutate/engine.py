@@ -25,9 +25,9 @@ from audit import vcs
 from audit.errors import AuditError
 from audit.model.mutate import Mutant, MutateResult
 from audit.mutate import registry
-from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, status_from_mutmut
-from audit.project import QUIET_ARGS, pytest_command, pytest_env
+from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, Spec, status_from_mutmut
 from audit.project import cache_dir as project_cache_dir
+from audit.pytest_run import QUIET_ARGS, PytestRun, kill_group, run_process
 
 # Every mutant's tests run with each RNG family pinned and one thread (the shared ml_audit plugin).
 PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "--audit-seed-random=0",
@@ -37,6 +37,8 @@ FORK_SAFE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_T
 SKIP_DIRS = {".git", ".hg", ".svn", "mutants", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
              ".tox", ".nox", ".venv", "venv", "env", "node_modules", "build", "dist", ".eggs", ".ipynb_checkpoints"}
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
+
+STOP_GRACE = 20.0  # seconds the worker gets to save mutmut's verdicts after Ctrl-C
 
 Progress = Callable[[int, int], None]
 
@@ -121,12 +123,12 @@ def _failing_tests(output: str) -> list[str]:
 
 def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
     """Run the selected tests once, unmutated and pinned: mutation testing needs a green suite."""
-    cmd = pytest_command(cfg, "-q", "-rfE", "-p", "no:randomly", *extra)
-    proc = subprocess.run(cmd, cwd=workdir, env=pytest_env(FORK_SAFE_ENV), capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    if proc.returncode == 0:
+    run = PytestRun(cfg, options=["-q", "-rfE", *extra], plugins_off=["randomly"], env=FORK_SAFE_ENV, cwd=workdir)
+    outcome = run.run(keep_output=True)
+    out = outcome.output
+    if outcome.returncode == 0:
         return
-    if proc.returncode == 5:
+    if outcome.returncode == 5:
         raise AuditError(f"no tests collected in {cfg.root} (after tool.audit.mutate.deselect)")
     failing = _failing_tests(out)
     if failing:
@@ -134,7 +136,7 @@ def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
         raise AuditError(f"the test suite fails before any mutation ({len(failing)} failing); fix these or "
                          f"list them in tool.audit.mutate.deselect (pyproject.toml):\n  {listed}")
     tail = "\n".join(out.strip().splitlines()[-25:])
-    raise AuditError(f"the test suite cannot run before mutation (pytest exit {proc.returncode}):\n{tail}")
+    raise AuditError(f"the test suite cannot run before mutation (pytest exit {outcome.returncode}):\n{tail}")
 
 
 def _allowed_lines(cfg, since: str, sources: list[str]) -> dict[str, list[int]]:
@@ -174,7 +176,11 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
         shutil.rmtree(scratch / "killers", ignore_errors=True)
         stamp.unlink(missing_ok=True)
 
-    check_suite(cfg, workdir, [*PIN_ARGS, *deselect])
+    try:
+        check_suite(cfg, workdir, [*PIN_ARGS, *deselect])
+    except KeyboardInterrupt:  # before any mutant: nothing was measured
+        return MutateResult(project=str(cfg.root), mutants=[], operators=names, since=since,
+                            fail_under=settings.fail_under, interrupted=True)
 
     top = {Path(s).parts[0] for s in sources}
     also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in top and p.name != "mutants")
@@ -185,29 +191,35 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
         "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
     }
     (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
-    (scratch / "results.json").unlink(missing_ok=True)
-    log = scratch / "mutmut.log"
-    _run_worker(scratch, workdir, log, progress)
-    stamp.write_text(json.dumps(fingerprint))
-
     results = scratch / "results.json"
-    if not results.exists():
+    results.unlink(missing_ok=True)
+    log = scratch / "mutmut.log"
+    interrupted = _run_worker(scratch, workdir, log, progress)
+    stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
+
+    if results.exists():
+        data = json.loads(results.read_text())
+    elif interrupted:  # the worker was stopped before it could write: read mutmut's files ourselves
+        from audit.mutate.worker import collect
+
+        data = {"exit_code": None, "elapsed": 0.0,
+                "mutants": collect(Spec(spec), workdir / "mutants")}
+    else:
         raise AuditError(f"mutmut stopped without results; its log:\n{_tail(log)}")
-    data = json.loads(results.read_text())
     operators = registry.all_operators()
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
                       end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
                       function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
                       diff=r["diff"], killed_by=r["killed_by"], ml=operators[r["operator"]].ml,
                       killer=operators[r["operator"]].killer) for r in data["mutants"]]
-    if data["exit_code"] and mutants and all(m.status == "error" for m in mutants):
+    if not interrupted and data["exit_code"] and mutants and all(m.status == "error" for m in mutants):
         stamp.unlink(missing_ok=True)
         raise AuditError(f"mutmut failed (exit {data['exit_code']}); its log:\n{_tail(log)}")
     texts = {}
     for path in sorted({m.path for m in mutants}):
         texts[path] = (cfg.root / path).read_text(encoding="utf-8")
     return MutateResult(project=str(cfg.root), mutants=mutants, operators=names, elapsed=data["elapsed"],
-                        since=since, fail_under=settings.fail_under, sources=texts)
+                        since=since, fail_under=settings.fail_under, sources=texts, interrupted=interrupted)
 
 
 def _tail(log: Path, lines: int = 30) -> str:
@@ -215,27 +227,42 @@ def _tail(log: Path, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> None:
+def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:
+    """Run the mutation worker to the end; True when Ctrl-C stopped it (mutmut keeps what it measured)."""
     read_fd, write_fd = os.pipe()
-    env = pytest_env({**FORK_SAFE_ENV, "AUDIT_PROGRESS_FD": str(write_fd)})
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")],
-                                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, pass_fds=[write_fd], start_new_session=True)
+    interrupted = False
+    try:
+        proc = run_process([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")], cwd=workdir,
+                           env={**FORK_SAFE_ENV, "AUDIT_PROGRESS_FD": str(write_fd)}, log=log, pass_fds=[write_fd])
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
         os.close(write_fd)
-        try:
-            with os.fdopen(read_fd, "r") as events:
-                for line in events:
-                    parts = line.split()
-                    if progress is not None and len(parts) == 2:
-                        progress(int(parts[0]), int(parts[1]))
-            proc.wait()
-        except BaseException:  # Ctrl-C: stop the worker, its fork server and the mutants it forked
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            raise
-    if proc.returncode != 0:
+    try:
+        with os.fdopen(read_fd, "r") as events:
+            for line in events:
+                parts = line.split()
+                if progress is not None and len(parts) == 2:
+                    progress(int(parts[0]), int(parts[1]))
+        proc.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(proc)
+    except BaseException:
+        kill_group(proc)
+        raise
+    if proc.returncode != 0 and not interrupted:
         raise AuditError(f"the mutation worker crashed (exit {proc.returncode}); its log ({log}):\n{_tail(log)}")
+    return interrupted
+
+
+def _stop(proc) -> None:
+    """Pass Ctrl-C on to the worker, so mutmut stops its mutants and saves its verdicts; kill it if it lingers."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=STOP_GRACE)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass
+    finally:
+        kill_group(proc)  # the fork server and any mutant still running

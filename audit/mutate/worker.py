@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
+
+from audit.atomic import write_json
 
 
 def guard_threads() -> None:
@@ -31,12 +34,11 @@ def guard_threads() -> None:
     torch.set_num_threads = set_num_threads
 
 
-def collect(spec) -> list[dict]:
+def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
     """Every mutant's record joined with mutmut's verdict and the test that killed it."""
     from audit.mutate.bridge import SIDECAR_SUFFIX, mutmut_status
 
     out = []
-    mutants = Path("mutants")
     for sidecar in sorted(mutants.rglob("*" + SIDECAR_SUFFIX)):
         data = json.loads(sidecar.read_text())
         meta_path = mutants / (data["path"] + ".meta")
@@ -52,6 +54,9 @@ def collect(spec) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    from audit.pytest_run import die_with_parent
+
+    die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
     from audit.mutate.bridge import Spec, install, run_mutmut
     from audit.mutate.registry import select
 
@@ -70,11 +75,15 @@ def main(argv: list[str]) -> int:
     guard_threads()
     install(spec, select(",".join(spec.operators)), progress)
     start = time.monotonic()
-    exit_code = run_mutmut(spec.max_children)
+    try:
+        exit_code = run_mutmut(spec.max_children)
+    except KeyboardInterrupt:  # stopped before mutmut's own handler was in place: keep what is on disk
+        exit_code = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     elapsed = time.monotonic() - start
     sys.stdout.flush()
     mutants = collect(spec)
-    Path(spec.results).write_text(json.dumps({"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants}))
+    write_json(spec.results, {"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants})
     return 0
 
 

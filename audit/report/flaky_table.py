@@ -6,13 +6,33 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-_ORDER = {"flaky": 0, "fail": 1, "error": 2, "skip": 3, "pass": 4}
-_STYLE = {"flaky": "bold yellow", "fail": "bold red", "error": "red", "skip": "dim", "pass": "green"}
+_ORDER = {"flaky": 0, "fail": 1, "error": 2, "not run": 3, "skip": 4, "pass": 5}
+_STYLE = {"flaky": "bold yellow", "fail": "bold red", "error": "red", "not run": "magenta", "skip": "dim",
+          "pass": "green"}
+
+
+def verdict_text(test) -> str:
+    """``pass (weak evidence)`` for a pass whose executions do not bound its failure rate."""
+    return "pass (weak evidence)" if test.evidence_strength == "weak" else test.verdict
+
+
+def what_happened(test) -> str:
+    """How executions that never finished ended: 'timeout: still running after 3s (2 of 2)'."""
+    parts = []
+    for outcome in ("timeout", "crashed"):
+        count = test.outcomes.get(outcome, 0)
+        digest = next((s.digest for s in test.failing_settings if s.outcome == outcome), outcome)
+        if count:
+            parts.append(f"{digest} ({count} of {test.executions})")
+    return "; ".join(parts)
 
 
 def _settings_summary(test) -> str:
     """The settings the failures share, e.g. 'threads=1; deterministic=on (4/4)'."""
     fails = test.failing_settings
+    happened = what_happened(test)
+    if happened:
+        return happened
     if not fails:
         return ""
     parts = []
@@ -37,8 +57,9 @@ def build_table(result, show_all: bool = False) -> Table:
         if t.verdict == "pass" and not show_all:
             continue
         ci = f"{t.rate:.1%} [{t.interval[0]:.1%}, {t.interval[1]:.1%}]" if t.executions else "-"
-        table.add_row(escape(t.nodeid), f"[{_STYLE.get(t.verdict, '')}]{t.verdict}[/]",
-                      f"{t.failures}/{t.executions}", ci, escape(_settings_summary(t)))
+        detail = t.not_run_reason if t.verdict == "not run" else _settings_summary(t)
+        table.add_row(escape(t.nodeid), f"[{_STYLE.get(t.verdict, '')}]{verdict_text(t)}[/]",
+                      f"{t.failures}/{t.executions}", ci, escape(detail or ""))
     return table
 
 
@@ -76,12 +97,17 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
             console.print(f"  {escape(t.repro)}", highlight=False, soft_wrap=True)
             if t.masked:
                 console.print(f"  [yellow]{escape(t.evidence)}[/]", highlight=False)
+            if what_happened(t):
+                console.print(f"  what happened: {escape(what_happened(t))}", highlight=False, soft_wrap=True)
             _print_causes(t, console)
-    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
+    weak = result.evidence.get("weak", 0)
+    summary = ", ".join(f"{n} {v}" + (f" ({weak} with weak evidence)" if v == "pass" and weak else "")
+                        for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))
     settings = result.settings
     console.print(
         f"{len(result.tests)} tests: {summary}. {result.executions} executions in "
-        f"{result.interpreters} interpreters, {result.seconds:.0f}s ({result.stopped}).", highlight=False)
+        f"{result.interpreters} interpreters, {result.seconds:.0f}s ({result.stopped}).", highlight=False,
+        soft_wrap=True)
     console.print(
         f"varied: rng {','.join(settings['rng_varied']) or 'none'}; hash seed "
         f"{settings['hashseed']}; threads {settings['threads']}; orders {','.join(settings['orders'])}; "
@@ -94,3 +120,10 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         weakest = min(passes, key=lambda t: t.executions)
         console.print(f"least sampled passing test: {escape(weakest.nodeid)}: {escape(weakest.confidence)}",
                       highlight=False)
+    if weak:
+        ev = result.evidence
+        console.print(
+            f"weak evidence: {weak} passing tests ran too few times to bound their failure rate below "
+            f"{ev['rate']:.0%} ({ev['confidence']:.0%} confidence); about {ev['more_executions']} more executions, "
+            f"at least {ev['more_seconds']:.0f}s more budget on this machine, would bound them all "
+            f"(audit flaky --resume --budget ...)", highlight=False, soft_wrap=True)

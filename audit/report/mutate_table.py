@@ -10,8 +10,8 @@ from rich.text import Text
 from audit.model.mutate import MutateResult, Tally
 from audit.mutate import catalog
 
-COLUMNS = ("killed", "survived", "timeout", "no_coverage", "error")
-HEADERS = ("killed", "surv", "t/o", "no cov", "err")
+COLUMNS = ("killed", "survived", "timeout", "no_coverage", "unchecked", "error")
+HEADERS = ("killed", "surv", "t/o", "no cov", "unchk", "err")
 
 
 def _score_text(score: float | None) -> Text:
@@ -49,7 +49,11 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
     console = console or Console()
     overall = result.overall
     if not result.mutants:
-        console.print("no mutants were generated" + (f" on lines changed since {result.since}" if result.since else ""))
+        if result.interrupted:
+            console.print("interrupted before any mutant was checked")
+        else:
+            console.print("no mutants were generated"
+                          + (f" on lines changed since {result.since}" if result.since else ""))
         return
     console.print(score_table("mutation score by operator", result.by_operator(), "operator", overall))
     console.print(score_table("by module", result.by_module(), "module"))
@@ -68,6 +72,9 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
                          f"  ({overall.killed + overall.timeout} detected of "
                          f"{overall.killed + overall.timeout + overall.survived + overall.no_coverage}; "
                          f"{len(result.mutants)} mutants in {result.elapsed:.0f}s)")
+    if result.partial:
+        line.append(f"  PARTIAL: {overall.unchecked} of {len(result.mutants)} mutants not checked", style="bold yellow")
+        line.append(" (interrupted)" if result.interrupted else "", style="bold yellow")
     if result.fail_under is not None:
         line.append(f"  fail_under {result.fail_under:g}: ")
         line.append("pass" if result.passed else "FAIL", style="green" if result.passed else "bold red")
