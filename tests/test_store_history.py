@@ -95,11 +95,21 @@ def test_the_fixtures_are_real_results_that_validate_against_the_shipped_schemas
         validate(data)
         model = FlakyResult if data["schema"].startswith("ml-audit.flaky") else MutateResult
         again = model.from_json(data).to_json()
-        # what the model writes, field for field; the mean is re-derived from the rounded total
+        # every field survives the model's round trip (a field the model gained since the file was
+        # made is written with its default); the mean is re-derived from the rounded total
         for written, read in zip(data.get("tests", []), again.get("tests", [])):
             assert read.pop("mean_duration") == pytest.approx(written.pop("mean_duration"), abs=5e-5)
-        assert again == data, name
+        assert _subset(data, again), name
         assert "rows" not in data
+
+
+def _subset(small, big) -> bool:
+    """Every key of *small* is in *big* with the same value, recursively (lists item by item)."""
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(k in big and _subset(v, big[k]) for k, v in small.items())
+    if isinstance(small, list):
+        return isinstance(big, list) and len(small) == len(big) and all(map(_subset, small, big))
+    return small == big
 
 
 def test_the_states_differ_the_way_the_script_says():
