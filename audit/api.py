@@ -111,9 +111,17 @@ def report(path: str | Path = ".", *, until=None, formats: list[str] | None = No
 
 
 def review(path: str | Path = ".", *, baseline: list[str], current: list[str] | None = None,
-           db: str | None = None, changed_since: str | None = None, **settings: Any):
-    """Compare the current state with a baseline; returns a Review whose exit_code gates a release."""
-    from audit.review import run_review
+           db: str | None = None, changed_since: str | None = None, out: str | Path | None = None,
+           **settings: Any):
+    """Compare the current state with a baseline; returns a Review whose exit_code gates a release.
 
-    return run_review(configure(path, "review", **settings), baseline=list(baseline), current=current, db=db,
-                      changed_since=changed_since)
+    review.md and review.json are written to *out* (default ``[tool.audit] reports_dir``); the
+    Review's ``written`` lists them.
+    """
+    from audit.review import run_review, write_review
+
+    cfg = configure(path, "review", **settings)
+    review = run_review(cfg, baseline=list(baseline), current=current, db=db, changed_since=changed_since)
+    folder = Path(out).expanduser() if out else Path(cfg.root) / cfg.reports_dir
+    review.written = write_review(review, folder)
+    return review

@@ -108,6 +108,16 @@ def test_result_files_on_both_sides_need_no_store(project):
     assert not (project / "reports" / "audit.sqlite").exists()
 
 
+def test_the_api_writes_the_review_as_the_command_does(project, tmp_path):
+    from audit import api
+
+    review = api.review(project, baseline=[str(RESULTS / "flaky-A.json")], current=[str(RESULTS / "flaky-C.json")],
+                        out=tmp_path / "out")
+    assert [p.name for p in review.written] == ["review.md", "review.json"]
+    assert json.loads((tmp_path / "out" / "review.json").read_text()) == json.loads(json.dumps(review.as_dict()))
+    assert review.exit_code == 1 and not (project / "reports").exists()
+
+
 def test_scores_of_different_operator_sets_are_not_compared(project):
     assert MutateResult.from_json(load("mutate-D-few")).score > load("mutate-A")["score"] + 10
     code, data = _review(project, "--baseline", str(RESULTS / "mutate-D-few.json"),

@@ -41,6 +41,7 @@ class Review:
     reasons: list[Reason] = field(default_factory=list)
     passed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)   # review.md and review.json, once written
 
     @property
     def exit_code(self) -> int:
