@@ -12,7 +12,7 @@ import pytest
 from audit.cli import main
 from audit.errors import AuditError
 from audit.explain import FIX_HINTS, cause_text, setting_hints
-from audit.model.flaky import FlakyResult, Setting
+from audit.model.flaky import Counts, FlakyResult, Setting
 from audit.report.html import render_html
 from audit.report.markdown import render_markdown
 from audit.report.report_json import render_json
@@ -79,6 +79,21 @@ def test_causes_are_the_models_records_with_their_words(report):
     for cause in fixed["causes"]:
         if cause["status"] == "unknown":  # an unknown cause carries no p-value, and says none
             assert cause["p_value"] is None and "p =" not in cause["text"]
+
+
+def test_cause_words_cover_counts_a_tracing_failure_and_an_unknown_source():
+    (cause,) = _verdicts("flaky-C")[HOSTILE].causes
+    traced = cause_text(cause)
+    assert f"drawn at {cause.sites[0]}" in traced and cause.evidence in traced
+    cause.sites, cause.trace_error = [], "the tracer found no frame in the project"
+    cause.counts = Counts(pinned=(0, 80), released=(34, 60), unit="executions")
+    untraced = cause_text(cause)
+    assert "draw site not traced: the tracer found no frame in the project" in untraced and "drawn at" not in untraced
+    assert f"34/60 executions failed with {cause.source} released, 0/80 pinned" in untraced
+    unknown = FlakyResult.from_json(load("flaky-A"))
+    (none,) = next(t for t in unknown.tests if t.nodeid == FIXED).causes
+    assert none.status == "unknown" and none.p_value is None
+    assert cause_text(none).startswith("unknown (unknown)") and "p =" not in cause_text(none)
 
 
 def test_rate_trend_per_test_follows_every_run_in_the_history(report):
