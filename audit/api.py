@@ -30,15 +30,16 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
     result is also written there, before anything is shown.
     """
-    from audit.flaky.engine import run_flaky
+    from audit.flaky.engine import run_flaky, session
     from audit.report import flaky_json
 
     cfg = configure(path, "flaky", **settings)
     if json:
         check_writable(json)
-    result = run_flaky(cfg, progress=progress, resume=resume)
-    if cfg.flaky.attribute and result.flaky and not result.interrupted:
-        _attribute(cfg, result, attribution_progress)
+    with session(cfg):
+        result = run_flaky(cfg, progress=progress, resume=resume)
+        if cfg.flaky.attribute and result.flaky and not result.interrupted:
+            _attribute(cfg, result, attribution_progress)
     if json:
         flaky_json.write(result, json)
     if record and not result.interrupted:
@@ -62,13 +63,12 @@ def _record_flaky(cfg, result, db):
 
 def _attribute(cfg, result, progress) -> None:
     """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within the attribution budget."""
-    from audit.flaky.attribute import attribute
-    from audit.model.flaky import Cause
+    from audit.flaky.attribution import attribute
 
     found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget, workers=cfg.flaky.workers or None,
                       progress=progress)
     for test in result.tests:
-        test.causes = [Cause.from_json(c) for c in found.get(test.nodeid, [])]
+        test.causes = found.get(test.nodeid, [])
     result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                           "interpreters": found.interpreters}

@@ -117,7 +117,9 @@ def _type_ok(kind: str, value: Any) -> bool:
 class Config(SimpleNamespace):
     """Resolved settings: ``cfg.db``, ``cfg.flaky.budget``, ``cfg.mutate.operators``, ...
 
-    ``root`` is the project folder and ``source`` the pyproject.toml read (or None).
+    ``root`` is the project folder and ``source`` the pyproject.toml read (or None); ``run_dir``
+    is where pytest runs: the project itself, or a mirror of it (audit.scratch) for engines whose
+    runs must not write into the user's tree (``run_dirs``: one mirror per parallel worker).
     """
 
     def section(self, name: str) -> SimpleNamespace:
@@ -173,7 +175,7 @@ def load_config(project: str | Path = ".", overrides: dict[str, dict[str, Any]] 
     pyproject = root / "pyproject.toml"
     table = read_pyproject(pyproject)
     where = str(pyproject)
-    cfg = Config(root=root, source=pyproject if pyproject.is_file() else None)
+    cfg = Config(root=root, run_dir=root, run_dirs=[root], source=pyproject if pyproject.is_file() else None)
     for section, keys in SCHEMA.items():
         values = {k: (list(v.default) if isinstance(v.default, list) else v.default) for k, v in keys.items()}
         raw = table if section == "" else table.get(section, {})

@@ -158,7 +158,7 @@ class PytestRun:
         self.plugins = list(plugins)
         self.plugins_off = list(dict.fromkeys(plugins_off))
         self.rows_file = rows_file
-        self.cwd = Path(cwd) if cwd is not None else Path(cfg.root)
+        self.cwd = Path(cwd) if cwd is not None else Path(cfg.run_dir)
         self.log = log
         self.python = python or sys.executable
         self.verbatim = verbatim

@@ -9,7 +9,9 @@ import pytest
 from audit.config import load_config
 from audit.errors import AuditError
 from audit.flaky import statediff
-from audit.flaky.attribute import _deviation, _nodeids, attribute
+from audit.flaky.attribution import attribute
+from audit.flaky.attribution.causes import deviation
+from audit.model.flaky import FlakyResult, StateChange, TestVerdict
 
 
 def _snap(**over):
@@ -22,17 +24,10 @@ def _snap(**over):
 def test_diff_sees_env_dtype_and_globals_before_rng():
     after = _snap(environ={"A": "1", "EPOCHS": "2", "TORCHINDUCTOR_CACHE_DIR": "/tmp/t"},
                   dtype="torch.float64", rng={"random": "r1"}, globals={"pkg.mod.CACHE": "{'k': 1}"})
-    changes = statediff.diff(_snap(), after)
-    assert [c["kind"] for c in changes] == ["env", "dtype", "global", "rng"]
-    text = statediff.describe(changes)
-    assert text == ("os.environ['EPOCHS'] = '2'; torch.get_default_dtype() = torch.float64; "
-                    "module global pkg.mod.CACHE = {'k': 1} left behind")
-
-
-def test_describe_falls_back_to_rng_and_none():
-    only_rng = statediff.diff(_snap(), _snap(rng={"random": "r2"}))
-    assert statediff.describe(only_rng) == "the global random RNG stream position left behind"
-    assert statediff.describe([]) is None
+    assert statediff.diff(_snap(), after) == [
+        StateChange("env", "EPOCHS", None, "2"), StateChange("dtype", "dtype", "torch.float32", "torch.float64"),
+        StateChange("global", "pkg.mod.CACHE", "{}", "{'k': 1}"), StateChange("rng", "random", "r0", "r1")]
+    assert statediff.diff(_snap(), _snap()) == []
 
 
 def test_statediff_plugin_records_what_a_test_leaves(tmp_path):
@@ -52,39 +47,33 @@ def test_statediff_plugin_records_what_a_test_leaves(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, env={"PYTHONDONTWRITEBYTECODE": "1",
                                                                              "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    import json
-    recs = {r["nodeid"]: r["changes"] for r in map(json.loads, out.read_text().splitlines())}
-    assert statediff.describe(recs["test_a.py::test_polluter"]) == (
-        "os.environ['ML_AUDIT_DEMO'] = 'on'; module global test_a.LEVEL = 3 left behind")
+    recs = statediff.read_changes(out)
+    assert recs["test_a.py::test_polluter"] == [StateChange("env", "ML_AUDIT_DEMO", None, "on"),
+                                                StateChange("global", "test_a.LEVEL", "0", "3")]
     assert recs["test_a.py::test_clean"] == []
 
 
 def test_deviation_from_a_failed_equality():
-    assert _deviation(["call: assert 0.5000000001 == 0.5 (test_stats.py:9)"]) == pytest.approx(1e-10, rel=1e-3)
-    assert _deviation(["call: assert tensor(True) (x.py:1)"]) is None
+    assert deviation(["call: assert 0.5000000001 == 0.5 (test_stats.py:9)"]) == pytest.approx(1e-10, rel=1e-3)
+    assert deviation(["call: assert tensor(True) (x.py:1)"]) is None
 
 
-def test_nodeids_from_json_and_from_objects():
-    class T:
-        def __init__(self, nodeid, verdict):
-            self.nodeid, self.verdict = nodeid, verdict
-
-    class R:
-        tests = [T("a", "pass"), T("b", "flaky")]
-
-    assert _nodeids(R()) == (["a", "b"], ["b"])
-    assert _nodeids({"tests": [{"nodeid": "a", "verdict": "flaky"}]}) == (["a"], ["a"])
+def _result(**verdicts) -> FlakyResult:
+    tests = [TestVerdict(nodeid=n, verdict=v, executions=10, failures=0, skips=0, rate=0.0, interval=(0.0, 0.3))
+             for n, v in verdicts.items()]
+    return FlakyResult(project="p", tests=tests, settings={"master_seed": 3}, seconds=1.0, executions=10,
+                       interpreters=1, stopped="targets reached")
 
 
 def test_nothing_flaky_costs_nothing(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.audit]\n")
-    cfg = load_config(tmp_path)
-    got = attribute(cfg, {"tests": [{"nodeid": "t.py::x", "verdict": "pass"}], "settings": {}},
-                    budget_seconds=10)
+    got = attribute(load_config(tmp_path), _result(**{"t.py::x": "pass"}), budget_seconds=10)
     assert dict(got) == {} and got.interpreters == 0 and got.rng_graph["nodes"] == []
 
 
-def test_budget_must_be_positive(tmp_path):
+def test_budget_must_be_positive_and_the_input_a_flaky_result(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.audit]\n")
     with pytest.raises(AuditError, match="budget"):
-        attribute(load_config(tmp_path), {"tests": []}, budget_seconds=0)
+        attribute(load_config(tmp_path), _result(), budget_seconds=0)
+    with pytest.raises(TypeError, match="FlakyResult"):
+        attribute(load_config(tmp_path), {"tests": []}, budget_seconds=10)

@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 from audit.config import load_config
-from audit.flaky.attribute import attribute
+from audit.flaky.attribution import attribute
+from audit.model.flaky import FlakyResult, TestVerdict
+from audit.model.schema import validate
 from audit.project import collect
 
 pytestmark = pytest.mark.slow
@@ -27,8 +29,10 @@ def attributed(tmp_path_factory, expected):
                                                                 "reports"))
     cfg = load_config(root)
     flaky = {f["nodeid"] for f in expected["flaky"]}
-    result = {"tests": [{"nodeid": n, "verdict": "flaky" if n in flaky else "pass"} for n in collect(cfg)],
-              "settings": {"master_seed": 20261122}}
+    tests = [TestVerdict(nodeid=n, verdict="flaky" if n in flaky else "pass", executions=0, failures=0, skips=0,
+                         rate=0.0, interval=(0.0, 1.0)) for n in collect(cfg)]
+    result = FlakyResult(project=str(root), tests=tests, settings={"master_seed": 20261122}, seconds=0.0,
+                         executions=0, interpreters=0, stopped="targets reached")
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     causes = attribute(cfg, result, budget_seconds=600, workers=2)
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -37,8 +41,8 @@ def attributed(tmp_path_factory, expected):
 
 def test_every_planted_flaky_test_gets_its_source_first(attributed, expected):
     causes, _, _ = attributed
-    got = {f["nodeid"]: [c["source"] for c in causes[f["nodeid"]]] for f in expected["flaky"]}
-    wrong = {f["nodeid"]: (f["source"], got[f["nodeid"]], causes[f["nodeid"]][0]["evidence"])
+    got = {f["nodeid"]: [c.source for c in causes[f["nodeid"]]] for f in expected["flaky"]}
+    wrong = {f["nodeid"]: (f["source"], got[f["nodeid"]], causes[f["nodeid"]][0].evidence)
              for f in expected["flaky"] if got[f["nodeid"]][0] != f["source"]}
     assert not wrong
 
@@ -47,10 +51,11 @@ def test_first_causes_are_significant_and_confirmed(attributed, expected):
     causes, _, _ = attributed
     for f in expected["flaky"]:
         first = causes[f["nodeid"]][0]
-        assert first["p_value"] < 1e-3, (f["nodeid"], first)
-        assert first["evidence"].startswith("pinned 0/"), first["evidence"]
-        assert "failures vanish" in first["evidence"], first["evidence"]
-        assert first["hint"]
+        assert first.status == "confirmed" and first.p_value < 1e-3, (f["nodeid"], first)
+        assert first.counts.pinned[0] == 0 and first.counts.released[0] > 0, first.counts
+        assert first.counts.confirmation[0] == 0 and first.counts.confirmation[1] > 0, first.counts
+        assert first.evidence.startswith("pinned 0/") and "failures vanish" in first.evidence, first.evidence
+        assert first.hint and first.trace_error is None
 
 
 def test_rng_and_determinism_causes_name_the_planted_site(attributed, expected):
@@ -59,13 +64,13 @@ def test_rng_and_determinism_causes_name_the_planted_site(attributed, expected):
         if f["source"] not in (*RNG, "determinism"):
             continue
         first = causes[f["nodeid"]][0]
-        sites = {f"{s['path']}::{s['function']}" for s in first["sites"]}
+        sites = {f"{s.path}::{s.function}" for s in first.sites}
         assert f["site"] in sites, (f["nodeid"], sites)
-        assert all(not s["path"].startswith("/") and "site-packages" not in s["path"] for s in first["sites"])
+        assert all(not s.path.startswith("/") and "site-packages" not in s.path for s in first.sites)
         if f["source"] in RNG:
-            assert first["call_path"][0] == f["nodeid"]
+            assert first.call_path[0] == f["nodeid"]
             if f.get("fixture"):
-                assert f"fixture:{f['fixture']}" in first["call_path"], first["call_path"]
+                assert f"fixture:{f['fixture']}" in first.call_path, first.call_path
 
 
 def test_order_case_names_the_polluter_and_the_state_it_leaves(attributed, expected):
@@ -74,15 +79,16 @@ def test_order_case_names_the_polluter_and_the_state_it_leaves(attributed, expec
         if f["source"] != "order":
             continue
         first = causes[f["nodeid"]][0]
-        assert first["polluter"] == f["polluter"]
-        assert "os.environ['TINYCLF_EPOCHS'] = '2'" in first["hint"], first["hint"]
+        assert first.polluter == f["polluter"]
+        assert [(c.kind, c.name, c.after) for c in first.state if c.kind == "env"] == [("env", "TINYCLF_EPOCHS", "2")]
+        assert "os.environ['TINYCLF_EPOCHS'] = '2'" in first.hint, first.hint
 
 
 def test_threads_cause_reports_the_deviation(attributed, expected):
     causes, _, _ = attributed
     for f in expected["flaky"]:
         if f["source"] == "threads":
-            hint = causes[f["nodeid"]][0]["hint"]
+            hint = causes[f["nodeid"]][0].hint
             assert "moves by up to" in hint and "atol=" in hint, hint
 
 
@@ -100,3 +106,13 @@ def test_graph_and_hygiene_cover_the_rng_flakes(attributed, expected):
 def test_the_project_is_left_as_it_was(attributed):
     _, before, after = attributed
     assert before == after
+
+
+def test_the_causes_validate_against_the_schema(attributed):
+    causes, _, _ = attributed
+    tests = [{"nodeid": n, "verdict": "flaky", "executions": 1, "failures": 1, "rate": 1.0, "interval": [0, 1],
+              "failing_settings": [], "repro": None, "causes": [c.to_json() for c in found]}
+             for n, found in causes.items()]
+    validate({"schema": "ml-audit.flaky/2", "project": "sample_project", "settings": {}, "seconds": causes.seconds,
+              "executions": causes.executions, "interpreters": causes.interpreters, "stopped": "targets reached",
+              "rng_graph": causes.rng_graph, "rng_hygiene": causes.rng_hygiene, "tests": tests})

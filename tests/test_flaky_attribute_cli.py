@@ -31,6 +31,8 @@ def test_attribute_names_the_source_site_and_fix(tmp_path, monkeypatch, capsys):
     assert coin["verdict"] == "flaky"
     first = coin["causes"][0]
     assert first["source"] == "random" and first["p_value"] < 0.001
+    assert first["status"] == "confirmed" and first["confirmed"] is True
+    assert first["counts"]["pinned"][0] == 0 and first["counts"]["confirmation"][0] == 0
     assert {"path": "tests/test_coin.py", "function": "flip"}.items() <= first["sites"][0].items()
     assert first["hint"]
     assert tests["tests/test_coin.py::test_fine"]["causes"] == []

@@ -256,3 +256,31 @@ def test_tests_the_budget_never_reached_are_not_run_not_error(tmp_path):
     [t] = result.tests
     assert (t.verdict, t.executions, t.not_run_reason) == ("not run", 0, "the budget ended before it got a turn")
     assert result.stopped == "budget spent"
+
+
+WRITERS = '''
+from pathlib import Path
+
+def test_appends_a_row():
+    with open("data.csv", "a") as f:
+        f.write("1,2\\n")
+
+def test_writes_beside_itself():
+    (Path(__file__).parent / "out.txt").write_text("done")
+
+def test_reads_only():
+    assert Path("pyproject.toml").is_file()
+'''
+
+
+def test_tests_that_write_leave_the_tree_unchanged_and_are_listed(tmp_path, capsys):
+    root = make_project(tmp_path / "proj", WRITERS)
+    before = snapshot(root)
+    out = tmp_path / "r.json"
+    assert main(["flaky", str(root), "--runs", "20", "--seed", "3", "--no-record", "--json", str(out)]) == 0
+    assert snapshot(root) == before
+    writes = {t["nodeid"].split("::")[1]: t["writes"] for t in json.loads(out.read_text())["tests"]}
+    assert writes == {"test_appends_a_row": ["data.csv"], "test_writes_beside_itself": ["tests/out.txt"],
+                      "test_reads_only": []}
+    printed = capsys.readouterr().out
+    assert "tests that write into the project" in printed and "test_appends_a_row: data.csv" in printed

@@ -1,10 +1,13 @@
-"""Fix hints per cause name the place, and make_cause builds issue 4's causes entry."""
+"""Fix hints per cause name the place, from the fields attribution and tracing found, and
+make_cause builds a model Cause."""
 
 from __future__ import annotations
 
 import pytest
 
-from audit.flaky.hints import hint, is_test_file, make_cause, sites_from_trace, tolerance_for
+from audit.flaky.hints import describe_state, hint, is_test_file, make_cause, sites_from_trace, tolerance_for
+from audit.model.flaky import Counts, Site, StateChange
+from audit.model.schema import validate
 
 
 def _site(path, line, function, names=(), **extra):
@@ -71,35 +74,89 @@ def test_determinism_hint_names_the_empty_site():
     assert "torch.zeros_like" in hint("determinism", empty_sites=like)
 
 
+EPOCHS = StateChange("env", "TINYCLF_EPOCHS", None, "2")
+
+
 def test_order_hint_names_polluter_and_state():
-    text = hint("order", polluter="tests/test_train.py::test_fit", nodeid=T,
-                state="os.environ['TINYCLF_EPOCHS'] = '2' left behind")
+    text = hint("order", polluter="tests/test_train.py::test_fit", nodeid=T, state=[EPOCHS])
     assert "tests/test_train.py::test_fit leaves os.environ['TINYCLF_EPOCHS'] = '2' behind" in text
     assert "monkeypatch.setenv" in text
-    dtype = hint("order", polluter="tests/a.py::t", state="torch.get_default_dtype() == torch.float64")
-    assert "set_default_dtype" in dtype
+    removed = hint("order", polluter="tests/a.py::t", state=[StateChange("env", "HOME", "/root", None)])
+    assert "os.environ['HOME'] removed" in removed and "monkeypatch.delenv" in removed
+    dtype = hint("order", polluter="tests/a.py::t", state=[StateChange("dtype", "dtype", "torch.float32",
+                                                                         "torch.float64")])
+    assert "torch.get_default_dtype() = torch.float64" in dtype and "set_default_dtype" in dtype
+    stream = hint("order", polluter="tests/a.py::t", nodeid=T, state=[StateChange("rng", "torch", "a", "b")])
+    assert stream == f"{T} depends on the RNG stream position tests/a.py::t leaves: seed it in {T} itself"
     assert "tests/a.py::t" in hint("order", polluter="tests/a.py::t")
+
+
+def test_state_in_words_names_env_dtype_and_globals_before_rng():
+    changes = [EPOCHS, StateChange("dtype", "dtype", "torch.float32", "torch.float64"),
+               StateChange("global", "pkg.mod.CACHE", "{}", "{'k': 1}"), StateChange("rng", "random", "r0", "r1")]
+    assert describe_state(changes) == ("os.environ['TINYCLF_EPOCHS'] = '2'; torch.get_default_dtype() = "
+                                       "torch.float64; module global pkg.mod.CACHE = {'k': 1} left behind")
+    assert describe_state(changes[3:]) == "the global random RNG stream position left behind"
+    assert describe_state([]) is None
 
 
 def test_unknown_says_what_was_tried():
     assert "tried: torch, numpy" in hint("unknown", tried=["torch", "numpy"])
 
 
-def test_make_cause_has_the_issue_fields_and_takes_sites_from_a_trace():
+def test_make_cause_builds_a_cause_with_sites_from_a_trace():
     record = {"nodeid": T, "draws": {"torch": {"sites": [
         _site("tests/test_x.py", 9, "test_x", ["randn"], call_paths=[[T]]),
         _site("pkg/a.py", 21, "mixup", ["sample"], call_paths=[[T, "pkg/a.py::mixup"]]),
         _site("pkg/b.py", 3, "seeded", ["randn"], unseeded=0, call_paths=[[T, "pkg/b.py::seeded"]])]}},
         "empty_sites": []}
-    cause = make_cause("torch", 0.0012, "pinned 0/40 failed, torch released 11/40 failed", trace=record)
-    assert set(cause) == {"source", "p_value", "evidence", "sites", "call_path", "polluter", "hint"}
-    assert cause["sites"] == [{"path": "pkg/a.py", "line": 21, "function": "mixup"},
-                              {"path": "tests/test_x.py", "line": 9, "function": "test_x"}]
-    assert cause["call_path"] == [T, "pkg/a.py::mixup"] and cause["polluter"] is None
-    order = make_cause("order", 0.01, "e", nodeid=T, polluter="tests/a.py::p", state="os.environ['X'] = '1'")
-    assert order["polluter"] == "tests/a.py::p" and order["sites"] == [] and "monkeypatch" in order["hint"]
+    counts = Counts(pinned=(0, 40), released=(11, 40), confirmation=(0, 30))
+    cause = make_cause("torch", 0.0012, "pinned 0/40 failed, torch released 11/40 failed", trace=record,
+                       status="confirmed", counts=counts)
+    assert cause.sites == [Site("pkg/a.py", 21, "mixup"), Site("tests/test_x.py", 9, "test_x")]
+    assert cause.call_path == [T, "pkg/a.py::mixup"] and cause.polluter is None and cause.confirmed
+    data = cause.to_json()
+    assert data["counts"] == {"pinned": [0, 40], "released": [11, 40], "unit": "executions", "confirmation": [0, 30]}
+    assert type(cause).from_json(data) == cause
+    assert Counts.from_json({"pinned": [0, 40], "released": [11, 40], "unit": "executions"}).confirmation is None
+    order = make_cause("order", 0.01, "e", nodeid=T, polluter="tests/a.py::p", state=[EPOCHS])
+    assert order.status == "suspected" and not order.confirmed
+    assert order.polluter == "tests/a.py::p" and order.sites == [] and order.state == [EPOCHS]
+    assert "monkeypatch" in order.hint
     with pytest.raises(ValueError, match="unknown source"):
         make_cause("cosmic-rays", 1.0, "")
+
+
+def test_a_cause_validates_inside_a_result():
+    cause = make_cause("random", 1e-5, "e", nodeid=T, counts=Counts((0, 40), (9, 60), confirmation=(2, 30)))
+    unknown = make_cause("unknown", None, "pinned 0/40 failed; released: torch RNG 0/60", nodeid=T)
+    test = {"nodeid": T, "verdict": "flaky", "executions": 1, "failures": 1, "rate": 1.0, "interval": [0, 1],
+            "failing_settings": [], "repro": None, "causes": [cause.to_json(), unknown.to_json()]}
+    validate({"schema": "ml-audit.flaky/2", "project": "p", "settings": {}, "seconds": 1, "executions": 1,
+              "interpreters": 1, "stopped": "budget spent", "tests": [test]})
+
+
+def test_an_unknown_cause_has_no_p_value_and_no_other_status():
+    unknown = make_cause("unknown", None, "e", tried=["torch RNG"])
+    assert unknown.status == "unknown" and unknown.p_value is None and "tried: torch RNG" in unknown.hint
+    with pytest.raises(ValueError, match="no p-value"):
+        make_cause("unknown", 0.2, "e")
+    with pytest.raises(ValueError, match="cannot have status"):
+        make_cause("unknown", None, "e", status="confirmed")
+
+
+def test_a_tracing_failure_is_named_not_taken_for_no_draw_site():
+    failed = make_cause("torch", 1e-5, "e", nodeid=T, trace=None, trace_error="pytest exit 2: ImportError")
+    assert failed.trace_error == "pytest exit 2: ImportError" and failed.sites == []
+    assert "tracing failed" in failed.hint and "ImportError" in failed.hint
+    assert "no project draw site" not in failed.hint
+    stopped = make_cause("numpy", 1e-5, "e", trace={"nodeid": T, "draws": {}, "trace_error": "RuntimeError: x"})
+    assert stopped.trace_error == "RuntimeError: x" and "tracing failed" in stopped.hint
+    clean = make_cause("numpy", 1e-5, "e", trace={"nodeid": T, "draws": {}, "trace_error": None})
+    assert clean.trace_error is None and "no project draw site was traced" in clean.hint
+    assert make_cause("threads", 1e-5, "e", trace_error="boom").trace_error is None
+    determinism = make_cause("determinism", 1e-5, "e", nodeid=T, trace_error="pytest exit 3")
+    assert determinism.trace_error == "pytest exit 3" and "tracing failed" in determinism.hint
 
 
 def test_sites_from_trace_prefers_code_under_test_and_skips_seeded():

@@ -9,7 +9,7 @@ import pytest
 from audit.config import load_config
 from audit.flaky.callgraph import build_graph, paths_to_sites, to_json
 from audit.flaky.hints import make_cause
-from audit.flaky.trace import trace_tests
+from audit.flaky.tracing import trace_tests
 
 RNG = ("torch", "numpy", "random")
 
@@ -79,16 +79,16 @@ def test_hints_name_the_traced_place(sample_trace):
         rec = records[flake["nodeid"]]
         cause = make_cause(flake["source"], 1e-4, "pinned 0/40 failed, released 12/40 failed", trace=rec)
         path, _, function = flake["site"].partition("::")
-        named = [s for s in cause["sites"] if s["path"] == path and s["function"] == function]
+        named = [s for s in cause.sites if s.path == path and s.function == function]
         assert named, (flake["nodeid"], cause)
-        assert f"{path}:{named[0]['line']}" in cause["hint"], cause["hint"]
-        assert cause["call_path"][0] == flake["nodeid"]
+        assert f"{path}:{named[0].line}" in cause.hint, cause.hint
+        assert cause.call_path[0] == flake["nodeid"] and cause.trace_error is None
     holdout = make_cause("torch", 1e-4, "e", trace=records["tests/test_holdout.py::test_holdout_contains_every_class"])
-    assert "fixture `holdout`" in holdout["hint"] and "random_split at tinyclf/data.py:56" in holdout["hint"]
+    assert "fixture `holdout`" in holdout.hint and "random_split at tinyclf/data.py:56" in holdout.hint
     loader = make_cause("torch", 1e-4, "e", trace=records["tests/test_data.py::test_first_batch_has_every_class"])
-    assert "DataLoader" in loader["hint"] and "make_loader" in loader["hint"]
+    assert "DataLoader" in loader.hint and "make_loader" in loader.hint
     serving = make_cause("determinism", 1e-4, "e", trace=records["tests/test_serving.py::test_predict_batch_matches_one_by_one"])
-    assert "replace torch.empty with torch.zeros at tinyclf/serving.py:13" in serving["hint"]
+    assert "replace torch.empty with torch.zeros at tinyclf/serving.py:13" in serving.hint
 
 
 def test_call_graph_of_the_sample_reaches_every_planted_site(sample_trace):

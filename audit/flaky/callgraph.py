@@ -14,7 +14,7 @@ from typing import Iterable
 
 import networkx as nx
 
-from audit.flaky.trace import FAMILIES
+from audit.flaky.sources import FAMILIES
 
 SCHEMA = "ml-audit.rng-graph/1"
 

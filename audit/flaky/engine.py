@@ -14,6 +14,9 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from audit.errors import AuditError
@@ -25,6 +28,7 @@ from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
 from audit.project import cache_dir, collect, unused_plugins
 from audit.pytest_run import PytestRun
+from audit.scratch import sync_copy
 from audit.stats import runs_to_bound
 
 REPRO_TIMEOUT = 120.0
@@ -72,6 +76,7 @@ class _Audit:
             self._add_row(row)
         self.planner.record(old_rows)
         self.rows_before = len(old_rows)
+        self.watched = {r["nodeid"] for r in old_rows if "wrote" in r}
         for nodeid, rec in self.state.meta.get("repros", {}).items():
             self.repros[nodeid] = repro_mod.Repro(nodeid, rec["env"], rec["args"], rec["preceding"],
                                                   rec["verified"])
@@ -96,8 +101,13 @@ class _Audit:
             self._queue_repro(nodeid)
         interrupted = False
         stopped = "targets reached"
+        free_dirs = list(self.cfg.run_dirs)   # one mirror per job running: units never share a tree
 
         def next_job():
+            job = pick()
+            return None if job is None else _Job(*job, where=free_dirs.pop(), start=start)
+
+        def pick():
             nonlocal stopped
             if time.monotonic() < self.deadline - self.planner.startup:
                 # one candidate per test at a time: a longer one only runs if the shorter passed
@@ -112,29 +122,29 @@ class _Audit:
             unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers)
             if unit is not None:
                 unit.plugins_off = self.plugins_off
+                unit.watch = [t for t in unit.tests if t not in self.watched]
+                self.watched.update(unit.watch)
             if unit is None:
                 if self.planner.pending():
                     stopped = "budget spent"
                 return None
-            unit_rec = json.loads(unit.to_json())
-            self.units[unit.id] = unit_rec
-            return ("unit", unit,
-                    lambda: run_unit(self.cfg, unit, timeout, self.workdir, pool.stop, pool.procs))
+            self.units[unit.id] = json.loads(unit.to_json())
+            return ("unit", unit.id, unit)
 
         def start(job):
-            kind = job[0]
-            if kind == "unit":
-                return job[2]()
-            return self._verify(job[2])
+            if job.kind == "unit":
+                return run_unit(self.cfg, job.payload, timeout, self.workdir, pool.stop, pool.procs, cwd=job.where)
+            return self._verify(job.payload, job.where)
 
         def on_result(job, value):
-            if job[0] == "unit":
+            free_dirs.append(job.where)
+            if job.kind == "unit":
                 self._unit_done(value)
             else:
-                self._repro_done(job[1], job[2], value)
+                self._repro_done(job.key, job.payload, value)
 
         try:
-            pool.run(lambda: _wrap(next_job, start), on_result)
+            pool.run(next_job, on_result)
         except KeyboardInterrupt:
             interrupted = True
             stopped = "interrupted"
@@ -178,11 +188,11 @@ class _Audit:
         if cands:
             self.repro_queue.append((nodeid, cands))
 
-    def _verify(self, cand: repro_mod.Repro) -> bool:
-        """Run the repro command as a user would; True when the test failed again."""
+    def _verify(self, cand: repro_mod.Repro, where: Path) -> bool:
+        """Run the repro command as a user would (in mirror *where*); True when the test failed again."""
         rows_file = self.workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
         run = PytestRun(self.cfg, verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
-                        rows_file=rows_file)
+                        rows_file=rows_file, cwd=where)
         out = run.run(min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
         mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
         return bool(mine) and mine[0]["klass"] == "fail"
@@ -251,21 +261,18 @@ def _evidence(verdicts, rate: float, workers: int) -> dict:
             "more_seconds": round(seconds / max(1, workers), 1)}
 
 
-class _Job(tuple):
-    """(kind, key, payload) plus the function that runs it in a worker thread."""
+@dataclass
+class _Job:
+    """A unit or a repro check, the mirror it runs in, and the function that runs it in a worker thread."""
 
-    def __new__(cls, fields, start):
-        job = super().__new__(cls, fields)
-        job.start = start
-        return job
+    kind: str                  # "unit" | "repro"
+    key: object                # unit id | node id
+    payload: object            # Unit | Repro
+    where: Path
+    start: Callable
 
     def __call__(self):
         return self.start(self)
-
-
-def _wrap(next_job, start):
-    job = next_job()
-    return None if job is None else _Job(job, start)
 
 
 def state_dir(root: Path) -> Path:
@@ -273,7 +280,23 @@ def state_dir(root: Path) -> Path:
     return cache_dir(root, "flaky", "ML_AUDIT_STATE")
 
 
+@contextmanager
+def session(cfg):
+    """One audit of *cfg*'s project at a time, run in mirrors of the project (``cfg.run_dirs``,
+    one per worker): a test that writes files leaves the user's tree as it was, and two units
+    running side by side never see each other's files."""
+    base = state_dir(cfg.root)
+    with exclusive(base, "audit flaky"):
+        exclude = {Path(cfg.reports_dir).parts[0]} if cfg.reports_dir else set()
+        workers = cfg.flaky.workers or os.cpu_count() or 1
+        cfg.run_dirs = [sync_copy(cfg.root, base / f"project-{i}", exclude=exclude) for i in range(workers)]
+        cfg.run_dir = cfg.run_dirs[0]
+        try:
+            yield cfg
+        finally:
+            cfg.run_dir, cfg.run_dirs = cfg.root, [cfg.root]
+
+
 def run_flaky(cfg, progress=None, resume: bool = False) -> FlakyResult:
-    """Audit *cfg*'s suite for flaky tests; see the module docstring. One run of a project at a time."""
-    with exclusive(state_dir(cfg.root), "audit flaky"):
-        return _Audit(cfg, progress=progress, resume=resume).run()
+    """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`."""
+    return _Audit(cfg, progress=progress, resume=resume).run()

@@ -1,19 +1,18 @@
 """Fix suggestions per flakiness cause, naming the place: the hint a reviewer would write.
 
-Pure functions over what attribution found (the source, the p-value and evidence) and what
-tracing saw (draw sites, call paths, ``torch.empty`` sites; see audit.flaky.trace), so the
-attribution engine and the reporters can share them. :func:`make_cause` builds the ``causes``
-entry of the flaky JSON (issue 4's format).
+Pure functions over what attribution found (the source, its status, counts and evidence, the
+state a polluter leaves as :class:`StateChange` records) and what tracing saw (draw sites, call
+paths, ``torch.empty`` sites; see audit.flaky.tracing), so the attribution engine and the
+reporters can share them. :func:`make_cause` builds a :class:`audit.model.flaky.Cause`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 
-from audit.flaky.trace import FAMILIES
-
-SOURCES = ("torch", "numpy", "random", "hashseed", "threads", "determinism", "order", "unknown")
+from audit.flaky import sources
+from audit.flaky.sources import FAMILIES
+from audit.model.flaky import Cause, Counts, Site, StateChange
 
 # names on a draw site's line that tell what drew (see "names" in a trace record's site)
 _SPLIT = {"random_split", "randperm"}
@@ -57,8 +56,28 @@ def sites_from_trace(record: dict | None, family: str) -> tuple[list[dict], list
     return found, list(paths[0]) if paths else []
 
 
-def _plain(site: dict) -> dict:
-    return {"path": site["path"], "line": site["line"], "function": site["function"]}
+def describe_state(changes) -> str | None:
+    """What a polluter leaves, in words: "os.environ['X'] = '2'; ... left behind". RNG stream
+    positions are named only when nothing else changed."""
+    telling = [c for c in changes if c.kind != "rng"] or list(changes)
+    if not telling:
+        return None
+    return "; ".join(_state_words(c) for c in telling[:3]) + " left behind"
+
+
+def _state_words(change: StateChange) -> str:
+    kind, name, after = change.kind, change.name, change.after
+    if kind == "env":
+        return f"os.environ[{name!r}] removed" if after is None else f"os.environ[{name!r}] = {after!r}"
+    if kind == "dtype":
+        return f"torch.get_default_dtype() = {after}"
+    if kind == "grad":
+        return f"torch.is_grad_enabled() = {after}"
+    if kind == "cwd":
+        return f"the working directory {after}"
+    if kind == "global":
+        return f"module global {name} = {after}"
+    return f"the global {name} RNG stream position"
 
 
 # ---------------------------------------------------------------- per source
@@ -153,34 +172,35 @@ def _determinism_hint(empty_sites, nodeid) -> str:
             f"whose memory is read unwritten, or an op without a deterministic implementation")
 
 
-_ENV = re.compile(r"os\.environ\[\s*['\"]([^'\"]+)['\"]\s*\]")
-
-
 def _order_hint(polluter, state, nodeid) -> str:
     who = polluter or "an earlier test"
     victim = nodeid or "this test"
-    state = re.sub(r"\s*left behind\s*$", "", state or "")
-    env = _ENV.search(state)
-    if env or "environ" in state:
-        var = env.group(1) if env else "the variable"
-        return (f"{who} leaves {state or 'an environment variable'} behind: set os.environ['{var}'] with "
-                f"monkeypatch.setenv in {who} so it is undone, and {victim} passes in any order")
-    if "dtype" in state:
-        return (f"{who} leaves {state} behind: restore torch.set_default_dtype in a fixture (yield, then reset) "
+    telling = [c for c in state if c.kind != "rng"]
+    words = (describe_state(state) or "").removesuffix(" left behind")
+    env = next((c for c in telling if c.kind == "env"), None)
+    if env is not None:
+        undo = (f"delete os.environ['{env.name}'] with monkeypatch.delenv" if env.after is None else
+                f"set os.environ['{env.name}'] with monkeypatch.setenv")
+        return f"{who} leaves {words} behind: {undo} in {who} so it is undone, and {victim} passes in any order"
+    if any(c.kind == "dtype" for c in telling):
+        return (f"{who} leaves {words} behind: restore torch.set_default_dtype in a fixture (yield, then reset) "
                 f"so {victim} passes in any order")
-    if "rng" in state.lower() or "stream" in state or "seed" in state:
-        return f"{victim} depends on the RNG stream position {who} leaves: seed it in {victim} itself"
+    if telling:
+        return f"{who} leaves {words} behind: undo it with monkeypatch (or a fixture) in {who}"
     if state:
-        return f"{who} leaves {state} behind: undo it with monkeypatch (or a fixture) in {who}"
+        return f"{victim} depends on the RNG stream position {who} leaves: seed it in {victim} itself"
     return f"{victim} fails after {who} runs: undo the global state {who} changes (monkeypatch or a fixture)"
 
 
 def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, deviation: float | None = None,
-         empty_sites=(), polluter: str | None = None, state: str | None = None, tried=()) -> str:
+         empty_sites=(), polluter: str | None = None, state=(), tried=(), trace_error: str | None = None) -> str:
     """The suggestion for one cause, naming the place. *sites* are trace sites (dicts with path,
-    line, function and, when traced, names/via/kind)."""
+    line, function and, when traced, names/via/kind); *state* the polluter's StateChange list."""
     sites = list(sites or ())
-    if source in ("torch", "numpy", "random"):
+    if source in FAMILIES:
+        if not sites and trace_error:
+            return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
+                    f"(tracing failed, so the draw site is not known: {trace_error})")
         if not sites:
             return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
                     f"(no project draw site was traced)")
@@ -191,26 +211,41 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
     if source == "threads":
         return _threads_hint(sites, nodeid, deviation)
     if source == "determinism":
-        return _determinism_hint(list(empty_sites or ()), nodeid)
+        text = _determinism_hint(list(empty_sites or ()), nodeid)
+        if not empty_sites and trace_error:
+            text += f" (tracing failed, so no torch.empty site is known: {trace_error})"
+        return text
     if source == "order":
-        return _order_hint(polluter, state, nodeid)
+        return _order_hint(polluter, list(state or ()), nodeid)
     if source == "hashseed":
         at = f" at {where(sites[0])} ({sites[0]['function']})" if sites else ""
         return (f"set or dict-of-str iteration order{at} changes with PYTHONHASHSEED: iterate in a fixed order "
                 f"(sorted(...)) instead of set order")
+    registered = sources.registry().get(source)
+    if registered is not None and registered.hint is not None:
+        return registered.hint(sites=sites, call_path=call_path, nodeid=nodeid, polluter=polluter, state=state)
     tried_text = f" (tried: {', '.join(tried)})" if tried else ""
     return (f"no single source explains the failures{tried_text}: look for an interaction of two sources, "
             f"time, network or filesystem state")
 
 
-def make_cause(source: str, p_value: float, evidence: str, *, nodeid: str | None = None,
-               trace: dict | None = None, sites=None, call_path=None, polluter: str | None = None,
-               state: str | None = None, deviation: float | None = None, tried=()) -> dict:
-    """One ``causes`` entry of the flaky JSON. For an RNG family, sites and call path come from the
-    test's trace record when not given; for determinism, the record's torch.empty sites."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+def make_cause(source: str, p_value: float | None, evidence: str, *, status: str | None = None,
+               counts: Counts | None = None, nodeid: str | None = None, trace: dict | None = None,
+               trace_error: str | None = None, sites=None, call_path=None, polluter: str | None = None,
+               state=(), deviation: float | None = None, tried=()) -> Cause:
+    """One cause of a flaky test. For an RNG family, sites and call path come from the test's trace
+    record when not given; for determinism, the record's torch.empty sites. *trace_error* (or the
+    record's own) says why tracing could not name the sites. *status* is ``suspected`` unless the
+    caller confirmed it; an ``unknown`` cause has no p-value."""
+    if source != sources.UNKNOWN:
+        sources.get(source)   # raises for a name no package registered
+    status = status or (sources.UNKNOWN if source == sources.UNKNOWN else "suspected")
+    if (source == sources.UNKNOWN) != (status == sources.UNKNOWN):
+        raise ValueError(f"a {source!r} cause cannot have status {status!r}")
+    if status == sources.UNKNOWN and p_value is not None:
+        raise ValueError("an unknown cause has no p-value: no source was shown to change the outcome")
     empty_sites = (trace or {}).get("empty_sites", [])
+    traced = source in FAMILIES or source == "determinism"
     if sites is None:
         if source in FAMILIES:
             sites, traced_path = sites_from_trace(trace, source)
@@ -220,9 +255,13 @@ def make_cause(source: str, p_value: float, evidence: str, *, nodeid: str | None
             call_path = call_path if call_path is not None else (empty_sites[0].get("call_path", []) if empty_sites else [])
         else:
             sites = []
+    trace_error = (trace_error or (trace or {}).get("trace_error")) if traced else None
     nodeid = nodeid or (trace or {}).get("nodeid")
+    state = list(state or ()) if source == "order" else []
     text = hint(source, sites=sites, call_path=call_path or [], nodeid=nodeid, deviation=deviation,
-                empty_sites=empty_sites, polluter=polluter, state=state, tried=tried)
-    return {"source": source, "p_value": float(p_value), "evidence": evidence,
-            "sites": [_plain(s) for s in sites], "call_path": list(call_path or []),
-            "polluter": polluter if source == "order" else None, "hint": text}
+                empty_sites=empty_sites, polluter=polluter, state=state, tried=tried, trace_error=trace_error)
+    return Cause(source=source, status=status, p_value=None if p_value is None else float(p_value),
+                 evidence=evidence, hint=text, counts=counts,
+                 sites=[Site(s["path"], int(s["line"]), s.get("function") or "") for s in sites],
+                 call_path=list(call_path or []), polluter=polluter if source == "order" else None,
+                 state=state, trace_error=trace_error)

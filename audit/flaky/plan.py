@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from audit.errors import AuditError
 from audit.flaky.runner import Unit
+from audit.flaky.sources import FAMILIES
 from audit.stats import upper_bound_no_failures
 
-FAMILIES = ("torch", "numpy", "random")
 ORDERS = ("file", "reversed", "shuffle")
 
 # Targets a test must reach before the audit stops spending on it (the budget usually ends

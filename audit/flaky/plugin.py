@@ -26,7 +26,8 @@ import time
 
 import pytest
 
-FAMILIES = ("torch", "numpy", "random")
+from audit.flaky.sources import FAMILIES
+
 _SCOPED = ("class", "module", "package", "session")
 
 
@@ -211,6 +212,8 @@ class AuditPlugin:
         self.items: dict[str, object] = {}
         self.started = time.monotonic()
         self.pristine = self._snapshot()
+        self.watch = set(self.unit.get("watch") or ()) if self.unit else set()
+        self.tree_before = None
 
     # ---- session-level settings -------------------------------------------------------
     def _apply_determinism(self):
@@ -375,6 +378,11 @@ class AuditPlugin:
             "start_state": {f: self.fam.digest(f) for f in self.fam.mods},
             "fixture_draws": [], "t0": time.perf_counter(),
         }
+        if nodeid in self.watch:   # which files of the project this test writes, once per audit
+            from audit.scratch import tree_stats
+
+            self.watch.discard(nodeid)
+            self.tree_before = tree_stats(self.config.rootpath)
         self._emit({"event": "start", "nodeid": nodeid, "round": self.round, "attempt": attempt})
 
     @pytest.hookimpl(hookwrapper=True)
@@ -439,6 +447,11 @@ class AuditPlugin:
         row["signature"] = randomness_signature(row, self.fixture_draws)
         row["pid"] = os.getpid()
         row["ended_at"] = time.time()
+        if self.tree_before is not None:
+            from audit.scratch import changed_files, tree_stats
+
+            row["wrote"] = changed_files(self.tree_before, tree_stats(self.config.rootpath))
+            self.tree_before = None
         self.last_rows[row["nodeid"]] = row
         self.current = None
         self._emit(row)

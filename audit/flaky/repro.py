@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-FAMILIES = ("torch", "numpy", "random")
+from audit.flaky.sources import FAMILIES
 
 
 @dataclass

@@ -43,6 +43,7 @@ class Unit:
     max_seconds: float = 0.0              # stop starting rounds after this long (0: no limit)
     cuda: bool = False
     plugins_off: list = field(default_factory=list)   # pytest plugins not loaded (-p no:NAME)
+    watch: list = field(default_factory=list)   # node ids whose first execution records the files it writes
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,9 +82,10 @@ class UnitResult:
     startup: float | None = None    # seconds from launch until the first test could start
 
 
-def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
-             stop: threading.Event | None = None, procs: dict | None = None) -> UnitResult:
-    """Run *unit* in a fresh interpreter and return its rows (never raises for a test's fault)."""
+def run_unit(cfg, unit: Unit, timeout: float, workdir: Path, stop: threading.Event | None = None,
+             procs: dict | None = None, cwd: Path | None = None) -> UnitResult:
+    """Run *unit* in a fresh interpreter (in *cwd*, default ``cfg.run_dir``) and return its rows
+    (never raises for a test's fault)."""
     workdir.mkdir(parents=True, exist_ok=True)
     unit_file = workdir / f"unit-{unit.id}.json"
     unit_file.write_text(unit.to_json())
@@ -94,7 +96,7 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path,
     run = PytestRun(cfg, options=["-q", "--maxfail=0", "--audit-enable", f"--audit-unit={unit_file}",
                                   f"--audit-rows={rows_file}"],
                     targets=targets, env=unit.env(), plugins_off=["randomly", *unit.plugins_off],
-                    rows_file=rows_file, log=workdir / f"log-{unit.id}.txt")
+                    rows_file=rows_file, log=workdir / f"log-{unit.id}.txt", cwd=cwd)
     out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
     rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order} for rec in out.rows]
     if out.unfinished is not None:

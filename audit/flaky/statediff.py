@@ -3,8 +3,9 @@
 Loaded with ``-p audit.flaky.statediff --audit-statediff=FILE``; inert otherwise. Around each
 test it snapshots what a later test can trip over (environment variables, the cwd, torch's
 default dtype and grad mode, the global RNG states, simple module globals of the project's own
-modules) and appends one JSON line per test with what changed. :func:`describe` turns a change
-into the words of a cause's ``state``.
+modules) and appends one JSON line per test with what changed, as
+:class:`audit.model.flaky.StateChange` records; :func:`read_changes` reads them back. The words
+for them are audit.flaky.hints' business.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import types
 from pathlib import Path
 
 import pytest
+
+from audit.model.flaky import StateChange
 
 # variables libraries set for themselves on first use (torch's inductor cache dir, OpenMP/MKL):
 # not something a test left behind for the next one
@@ -83,52 +86,38 @@ def snapshot(root: str) -> dict:
     }
 
 
-def diff(before: dict, after: dict) -> list[dict]:
+def diff(before: dict, after: dict) -> list[StateChange]:
     """What changed between two snapshots, most telling first: env, dtype, grad, cwd, globals, RNG."""
     out = []
     env_b, env_a = before["environ"], after["environ"]
     for key in sorted(set(env_b) | set(env_a)):
         if env_b.get(key) != env_a.get(key) and not key.startswith(_LIBRARY_ENV):
-            out.append({"kind": "env", "name": key, "before": env_b.get(key), "after": env_a.get(key)})
+            out.append(StateChange("env", key, env_b.get(key), env_a.get(key)))
     for kind in ("dtype", "grad", "cwd"):
         if before[kind] != after[kind]:
-            out.append({"kind": kind, "name": kind, "before": before[kind], "after": after[kind]})
+            out.append(StateChange(kind, kind, before[kind], after[kind]))
     for key in sorted(set(before["globals"]) | set(after["globals"])):
         if before["globals"].get(key) != after["globals"].get(key):
-            out.append({"kind": "global", "name": key, "before": before["globals"].get(key),
-                        "after": after["globals"].get(key)})
+            out.append(StateChange("global", key, before["globals"].get(key), after["globals"].get(key)))
     for family in sorted(after["rng"]):
         if before["rng"].get(family) != after["rng"][family]:
-            out.append({"kind": "rng", "name": family, "before": before["rng"].get(family),
-                        "after": after["rng"][family]})
+            out.append(StateChange("rng", family, before["rng"].get(family), after["rng"][family]))
     return out
 
 
-def describe(changes: list[dict]) -> str | None:
-    """Changes in the words of a cause's ``state`` (what hints.make_cause understands), e.g.
-    "os.environ['X'] = '2' left behind"; RNG stream positions only when nothing else changed."""
-    telling = [c for c in changes if c["kind"] != "rng"] or changes
-    if not telling:
-        return None
-    return "; ".join(_words(c) for c in telling[:3]) + " left behind"
-
-
-def _words(change: dict) -> str:
-    kind, name, after = change["kind"], change["name"], change["after"]
-    if kind == "env":
-        return f"os.environ[{name!r}] removed" if after is None else f"os.environ[{name!r}] = {after!r}"
-    if kind == "dtype":
-        return f"torch.get_default_dtype() = {after}"
-    if kind == "grad":
-        return f"torch.is_grad_enabled() = {after}"
-    if kind == "cwd":
-        return f"the working directory {after}"
-    if kind == "global":
-        return f"module global {name} = {after}"
-    return f"the global {name} RNG stream position"
+def read_changes(path) -> dict[str, list[StateChange]]:
+    """The changes each test of a probe run left, by node id (the last run of a test wins)."""
+    found = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            found[rec["nodeid"]] = [StateChange.from_json(c) for c in rec["changes"]]
+    return found
 
 
 class StateDiffPlugin:
+    """Snapshots the global state around each test and writes one line with what changed."""
+
     def __init__(self, config, path):
         self.root = str(Path(str(config.rootpath)).resolve()) + os.sep
         self.out = open(path, "a", buffering=1)
@@ -138,7 +127,8 @@ class StateDiffPlugin:
         before = snapshot(self.root)
         yield
         after = snapshot(self.root)
-        self.out.write(json.dumps({"nodeid": item.nodeid, "changes": diff(before, after)}, default=str) + "\n")
+        changes = [c.to_json() for c in diff(before, after)]
+        self.out.write(json.dumps({"nodeid": item.nodeid, "changes": changes}, default=str) + "\n")
 
     def pytest_unconfigure(self, config):
         self.out.close()

@@ -59,5 +59,6 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
         failure_digests=digests, outcomes=dict(Counter(r["outcome"] for r in rows)),
         masked=masked, draws=draws, interpreters=len({r["unit"] for r in rows}), evidence=evidence,
         total_duration=sum(r.get("duration") or 0.0 for r in rows), evidence_strength=strength,
+        writes=sorted({p for r in rows for p in r.get("wrote") or ()}),
         not_run_reason=not_run_reason if not rows else None,
     )

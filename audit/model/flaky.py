@@ -2,7 +2,7 @@
 
 Schema ``ml-audit.flaky/2`` (``audit/schemas/flaky.schema.json``). Version 2 added to each cause
 ``status`` (confirmed / suspected / unknown), ``confirmed``, ``counts`` (the experiment's numbers as
-fields), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
+fields, the confirmation run's among them), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
 ``p_value`` null. ``from_json`` reads version 1 results too.
 """
 
@@ -40,20 +40,25 @@ class Site:
 
 @dataclass
 class Counts:
-    """An experiment's numbers: failures/executions pinned and with the source released."""
+    """An experiment's numbers as (failures, executions): everything pinned, the source released,
+    and the confirmation (only the source pinned, every other one released; None: not run)."""
 
     pinned: tuple[int, int] = (0, 0)
     released: tuple[int, int] = (0, 0)
-    unit: str = "executions"          # executions | interpreters
+    unit: str = "executions"          # executions | interpreters (of ``released``)
+    confirmation: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
-        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit}
+        return {"pinned": list(self.pinned), "released": list(self.released), "unit": self.unit,
+                "confirmation": list(self.confirmation) if self.confirmation is not None else None}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Counts | None":
         if not data:
             return None
-        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"))
+        confirmation = data.get("confirmation")
+        return cls(pinned=tuple(data["pinned"]), released=tuple(data["released"]), unit=data.get("unit", "executions"),
+                   confirmation=tuple(confirmation) if confirmation is not None else None)
 
 
 @dataclass
@@ -179,6 +184,7 @@ class TestVerdict:
     causes: list[Cause] = field(default_factory=list)
     evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
     not_run_reason: str | None = None
+    writes: list[str] = field(default_factory=list)   # project files the test creates or changes
 
     @property
     def mean_duration(self) -> float:
@@ -199,6 +205,7 @@ class TestVerdict:
             "total_duration": round(self.total_duration, 4),
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
+            "writes": list(self.writes),
         }
 
     @classmethod
@@ -213,7 +220,8 @@ class TestVerdict:
                    repro=data.get("repro"), repro_verified=data.get("repro_verified"),
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
-                   evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"))
+                   evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
+                   writes=list(data.get("writes") or ()))
 
 
 @dataclass

@@ -28,14 +28,13 @@ from audit.mutate import registry
 from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, Spec, status_from_mutmut
 from audit.project import cache_dir as project_cache_dir
 from audit.pytest_run import QUIET_ARGS, PytestRun, kill_group, run_process
+from audit.scratch import skipped, sync_copy
 
 # Every mutant's tests run with each RNG family pinned and one thread (the shared ml_audit plugin).
 PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "--audit-seed-random=0",
             "--audit-threads=1"]
 FORK_SAFE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                  "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
-SKIP_DIRS = {".git", ".hg", ".svn", "mutants", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-             ".tox", ".nox", ".venv", "venv", "env", "node_modules", "build", "dist", ".eggs", ".ipynb_checkpoints"}
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
 STOP_GRACE = 20.0  # seconds the worker gets to save mutmut's verdicts after Ctrl-C
@@ -66,43 +65,10 @@ def source_paths(cfg) -> list[str]:
     return found
 
 
-def _skipped(name: str) -> bool:
-    return name in SKIP_DIRS or name.endswith(".egg-info")
-
-
-def sync_copy(root: Path, dest: Path, exclude: set[str]) -> None:
-    """Mirror *root* into *dest* (mtimes kept, so mutmut's own change detection works)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    seen: set[Path] = set()
-    for folder, dirs, files in os.walk(root):
-        rel = Path(folder).relative_to(root)
-        dirs[:] = sorted(d for d in dirs if not _skipped(d) and not (rel == Path(".") and d in exclude))
-        (dest / rel).mkdir(parents=True, exist_ok=True)
-        seen.add(rel)
-        for name in files:
-            if name.endswith((".pyc", ".pyo")) or (rel == Path(".") and name in exclude):
-                continue
-            src, dst = Path(folder, name), dest / rel / name
-            seen.add(rel / name)
-            st = src.stat()
-            if not dst.exists() or dst.stat().st_mtime_ns != st.st_mtime_ns or dst.stat().st_size != st.st_size:
-                shutil.copy2(src, dst)
-    for folder, dirs, files in os.walk(dest, topdown=False):
-        rel = Path(folder).relative_to(dest)
-        if rel.parts and rel.parts[0] == "mutants":
-            continue
-        for name in files:
-            if rel / name not in seen:
-                (dest / rel / name).unlink()
-        for name in dirs:
-            if rel / name not in seen and not (rel == Path(".") and name == "mutants"):
-                shutil.rmtree(dest / rel / name, ignore_errors=True)
-
-
 def _tree_hash(root: Path, skip_prefixes: list[str]) -> str:
     digest = hashlib.sha256()
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not _skipped(d))
+        dirs[:] = sorted(d for d in dirs if not skipped(d))
         for name in sorted(files):
             path = Path(folder, name)
             rel = path.relative_to(root).as_posix()
@@ -160,7 +126,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     scratch = cache_dir(cfg.root)
     workdir = scratch / "project"
     exclude = {Path(cfg.reports_dir).parts[0]} if cfg.reports_dir else set()
-    sync_copy(cfg.root, workdir, exclude)
+    sync_copy(cfg.root, workdir, exclude, keep={"mutants"})
 
     deselect = [arg for nodeid in settings.deselect for arg in ("--deselect", nodeid)]
     pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *PIN_ARGS, *deselect]

@@ -100,6 +100,12 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
             if what_happened(t):
                 console.print(f"  what happened: {escape(what_happened(t))}", highlight=False, soft_wrap=True)
             _print_causes(t, console)
+    writers = [t for t in result.tests if t.writes]
+    if writers:
+        console.print("tests that write into the project (a classic source of order dependence; the audit ran "
+                      "them in a mirror, so your tree is unchanged):", highlight=False, soft_wrap=True)
+        for t in writers:
+            console.print(f"  {escape(t.nodeid)}: {escape(', '.join(t.writes))}", highlight=False, soft_wrap=True)
     weak = result.evidence.get("weak", 0)
     summary = ", ".join(f"{n} {v}" + (f" ({weak} with weak evidence)" if v == "pass" and weak else "")
                         for v, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)))

@@ -1,0 +1,85 @@
+"""Why a flaky test is flaky: the attribution engine, run after detection on its result.
+
+:func:`attribute` takes a :class:`audit.model.flaky.FlakyResult`, runs one-factor experiments on
+its flaky tests (audit.flaky.attribution.experiments) in the lab's budget
+(audit.flaky.attribution.lab), searches the polluter of order-dependent ones
+(audit.flaky.attribution.polluter), traces where the randomness is drawn (audit.flaky.tracing)
+and returns their causes (audit.flaky.attribution.causes) as :class:`audit.model.flaky.Cause`
+objects per node id.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from audit.errors import AuditError
+from audit.flaky import callgraph
+from audit.flaky.attribution import experiments
+from audit.flaky.attribution.case import Case
+from audit.flaky.attribution.causes import Trace, causes_of
+from audit.flaky.attribution.lab import Lab
+from audit.flaky.attribution.polluter import find_polluter
+from audit.flaky.tracing import hygiene_list, trace_tests
+from audit.model.flaky import Cause, FlakyResult
+from audit.project import unused_plugins
+
+__all__ = ["Attribution", "attribute"]
+
+
+class Attribution(dict):
+    """Node id -> list of :class:`Cause`, plus the RNG call graph, the hygiene list and the spend."""
+
+    def __init__(self, causes: dict[str, list[Cause]] | None = None, *, rng_graph=None, rng_hygiene=None,
+                 seconds=0.0, executions=0, interpreters=0):
+        super().__init__(causes or {})
+        self.rng_graph = rng_graph or {}
+        self.rng_hygiene = rng_hygiene or []
+        self.seconds = seconds
+        self.executions = executions
+        self.interpreters = interpreters
+
+
+def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None, workers: int | None = None,
+              seed: int | None = None) -> Attribution:
+    """Causes per flaky test of a finished ``audit flaky`` run.
+
+    Spends at most about *budget_seconds*; a test the budget leaves unexplained gets an
+    ``unknown`` cause saying what was tried, and a winner it could not confirm a ``suspected``
+    one. The result also carries ``rng_graph`` (the unseeded RNG call graph of the flaky tests,
+    node-link JSON) and ``rng_hygiene`` (every test that consumes a global RNG it never seeds).
+    """
+    if budget_seconds <= 0:
+        raise AuditError("the attribution budget must be positive")
+    if not isinstance(result, FlakyResult):
+        raise TypeError(f"attribute() takes a FlakyResult, not {type(result).__name__}")
+    started = time.monotonic()
+    everything = [t.nodeid for t in result.tests]
+    flaky = [t.nodeid for t in result.flaky]
+    if not flaky:
+        return Attribution(rng_graph=callgraph.to_json(callgraph.build_graph([])), seconds=time.monotonic() - started)
+    seed = int(result.settings.get("master_seed") or 0) if seed is None else seed
+    lab = Lab(cfg, workers or cfg.flaky.workers or os.cpu_count() or 1, started + budget_seconds, seed, progress,
+              plugins_off=unused_plugins(cfg.root, everything))
+    cases = {n: Case(n) for n in flaky}
+
+    def trace_job() -> Trace:
+        try:
+            return Trace(trace_tests(cfg, everything, timeout=max(30.0, lab.left())))
+        except AuditError as exc:
+            return Trace(error=str(exc).splitlines()[0])   # the experiments still stand
+
+    trace = experiments.find_pins(lab, cases, trace_job, everything) or Trace(error="not traced: the budget ended first")
+    experiments.in_process(lab, cases, everything)
+    experiments.interpreter_sources(lab, cases, everything)
+    for case in cases.values():
+        if case.winner() == "order" and lab.left() > 15:
+            find_polluter(lab, case)
+            case.done.add("polluter")
+            lab.progress(phase="polluter", nodeid=case.nodeid, polluter=case.polluter)
+    experiments.confirm(lab, cases, everything)
+    causes = {n: causes_of(case, trace) for n, case in cases.items()}
+    flaky_records = [trace.records[n] for n in flaky if n in trace.records]
+    return Attribution(causes, rng_graph=callgraph.to_json(callgraph.build_graph(flaky_records, unseeded_only=True)),
+                       rng_hygiene=hygiene_list(trace.records.values()), seconds=time.monotonic() - started,
+                       executions=lab.executions, interpreters=lab.interpreters)
