@@ -68,12 +68,16 @@ def bug_of(operator: str) -> str | None:
 
 
 def counts_text(cause: Cause) -> str:
-    """The experiment's numbers: '9/20 executions failed with torch released, 0/20 pinned'."""
+    """The experiment's numbers: '9/20 executions failed with torch released, 0/20 pinned', and
+    the confirmation where it ran: ', 0/30 with only torch pinned'."""
     c = cause.counts
     if c is None:
         return ""
-    return (f"{c.released[0]}/{c.released[1]} {c.unit} failed with {cause.source} released, "
+    text = (f"{c.released[0]}/{c.released[1]} {c.unit} failed with {cause.source} released, "
             f"{c.pinned[0]}/{c.pinned[1]} pinned")
+    if c.confirmation is not None:
+        text += f", {c.confirmation[0]}/{c.confirmation[1]} with only {cause.source} pinned"
+    return text
 
 
 def cause_head(cause: Cause) -> str:

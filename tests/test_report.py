@@ -12,7 +12,7 @@ import pytest
 from audit.cli import main
 from audit.errors import AuditError
 from audit.explain import FIX_HINTS, cause_text, setting_hints
-from audit.model.flaky import Counts, FlakyResult, Setting
+from audit.model.flaky import FlakyResult, Setting
 from audit.report.html import render_html
 from audit.report.markdown import render_markdown
 from audit.report.report_json import render_json
@@ -82,18 +82,22 @@ def test_causes_are_the_models_records_with_their_words(report):
 
 
 def test_cause_words_cover_counts_a_tracing_failure_and_an_unknown_source():
-    (cause,) = _verdicts("flaky-C")[HOSTILE].causes
-    traced = cause_text(cause)
-    assert f"drawn at {cause.sites[0]}" in traced and cause.evidence in traced
-    cause.sites, cause.trace_error = [], "the tracer found no frame in the project"
-    cause.counts = Counts(pinned=(0, 80), released=(34, 60), unit="executions")
-    untraced = cause_text(cause)
+    causes = [c for name in ("flaky-A", "flaky-C") for t in _verdicts(name).values() for c in t.causes]
+    confirmed = next(c for c in causes if c.status == "confirmed" and c.sites and c.counts)
+    text = cause_text(confirmed)
+    assert text.startswith(f"{confirmed.source} (confirmed, p = ") and f"drawn at {confirmed.sites[0]}" in text
+    (failed, runs), (pinned, pinned_runs) = confirmed.counts.released, confirmed.counts.pinned
+    assert f"{failed}/{runs} {confirmed.counts.unit} failed with {confirmed.source} released, " \
+           f"{pinned}/{pinned_runs} pinned" in text
+    if confirmed.counts.confirmation is not None:
+        vanished, tried = confirmed.counts.confirmation
+        assert f"{vanished}/{tried} with only {confirmed.source} pinned" in text
+    confirmed.sites, confirmed.trace_error = [], "the tracer found no frame in the project"
+    untraced = cause_text(confirmed)
     assert "draw site not traced: the tracer found no frame in the project" in untraced and "drawn at" not in untraced
-    assert f"34/60 executions failed with {cause.source} released, 0/80 pinned" in untraced
-    unknown = FlakyResult.from_json(load("flaky-A"))
-    (none,) = next(t for t in unknown.tests if t.nodeid == FIXED).causes
-    assert none.status == "unknown" and none.p_value is None
-    assert cause_text(none).startswith("unknown (unknown)") and "p =" not in cause_text(none)
+    unknown = next(c for c in causes if c.status == "unknown")
+    assert unknown.p_value is None and "p =" not in cause_text(unknown)
+    assert cause_text(unknown).startswith(f"{unknown.source} (unknown)")
 
 
 def test_rate_trend_per_test_follows_every_run_in_the_history(report):
