@@ -105,15 +105,23 @@ def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: st
 def report(path: str | Path = ".", *, until=None, formats: list[str] | None = None, out: str | None = None,
            db: str | None = None, **settings: Any):
     """Write the weekly quality report from the history store; returns (report, written paths)."""
-    from audit.report.weekly import write_report
+    from audit.report.write import write_report
 
     return write_report(configure(path, "report", **settings), until=until, formats=formats, out=out, db=db)
 
 
 def review(path: str | Path = ".", *, baseline: list[str], current: list[str] | None = None,
-           db: str | None = None, changed_since: str | None = None, **settings: Any):
-    """Compare the current state with a baseline; returns a Review whose exit_code gates a release."""
-    from audit.review import run_review
+           db: str | None = None, changed_since: str | None = None, out: str | Path | None = None,
+           **settings: Any):
+    """Compare the current state with a baseline; returns a Review whose exit_code gates a release.
 
-    return run_review(configure(path, "review", **settings), baseline=list(baseline), current=current, db=db,
-                      changed_since=changed_since)
+    review.md and review.json are written to *out* (default ``[tool.audit] reports_dir``); the
+    Review's ``written`` lists them.
+    """
+    from audit.review import run_review, write_review
+
+    cfg = configure(path, "review", **settings)
+    review = run_review(cfg, baseline=list(baseline), current=current, db=db, changed_since=changed_since)
+    folder = Path(out).expanduser() if out else Path(cfg.root) / cfg.reports_dir
+    review.written = write_review(review, folder)
+    return review

@@ -24,8 +24,11 @@ from typing import Any, Iterable, Iterator
 
 import audit
 from audit.errors import AuditError
+from audit.history import catalog_fields, covers_part, load_flaky, load_mutate, result_kind
 from audit.model import flaky as flaky_model
 from audit.model import mutate as mutate_model
+from audit.model.flaky import FlakyResult
+from audit.model.mutate import Mutant, MutateResult
 
 FLAKY_SCHEMA = flaky_model.SCHEMA
 MUTATE_SCHEMA = mutate_model.SCHEMA
@@ -36,10 +39,6 @@ MUTATE_SCHEMA = mutate_model.SCHEMA
 APPLICATION_ID = 0x4D4C4155
 BUSY_TIMEOUT_MS = 30_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-# Statuses that count as "the suite noticed the mutant" (issue 5's scoring rule).
-DETECTED = ("killed", "timeout")
-SCORED = ("killed", "timeout", "survived", "no_coverage")
 
 # One entry per schema version; entry i takes a store from version i to i + 1. Append only.
 MIGRATIONS: list[str] = [
@@ -95,6 +94,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_commit ON runs (commit_sha);
     CREATE INDEX mutants_by_status ON mutants (run_id, status);
     """,
+    # 3: per mutant, whether an ML operator made it and the kind of test that kills it
+    # (ml-audit.mutate/2); rows recorded before are filled from the operator catalog on reading.
+    """
+    ALTER TABLE mutants ADD COLUMN ml INTEGER;
+    ALTER TABLE mutants ADD COLUMN killer TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -146,80 +151,15 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
-def mutation_score(mutants: Iterable[dict], fallback: float | None = None) -> float | None:
-    """Score in points (0-100): detected (killed + timeout) / (detected + survived + no coverage).
-
-    Computed from the mutants themselves so that results which state their score as a fraction
-    and results which state it in points compare alike; *fallback* (the result's own "score") is
-    used when the result lists no mutants.
-    """
-    counts = {s: 0 for s in SCORED}
-    for m in mutants:
-        if m.get("status") in counts:
-            counts[m["status"]] += 1
-    total = sum(counts.values())
-    if total:
-        return 100.0 * (counts["killed"] + counts["timeout"]) / total
-    if fallback is None:
-        return None
-    return float(fallback) * 100.0 if 0.0 <= float(fallback) <= 1.0 else float(fallback)
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
 
 
-def durations_of(test: dict) -> tuple[float | None, float | None]:
-    """(mean seconds per execution, total seconds) of one flaky-result test, where it says.
-
-    The flaky contract leaves durations optional; accept the spellings an engine is likely to
-    use: ``duration``/``mean_duration`` (mean), ``total_duration``/``time`` (sum) and
-    ``durations`` (a list of per-execution times).
-    """
-    mean = _number(test.get("mean_duration", test.get("duration")))
-    total = _number(test.get("total_duration", test.get("time")))
-    per_run = test.get("durations")
-    if isinstance(per_run, list):
-        values = [v for v in map(_number, per_run) if v is not None]
-        if values:
-            total = total if total is not None else sum(values)
-            mean = mean if mean is not None else sum(values) / len(values)
-    executions = test.get("executions") or 0
-    if mean is None and total is not None and executions:
-        mean = total / executions
-    if total is None and mean is not None and executions:
-        total = mean * executions
-    return mean, total
-
-
-def check_result(result: Any, kind: str) -> dict:
-    """*result* if it is a flaky or mutate result dict of the right schema, else a clear error."""
-    expected = FLAKY_SCHEMA if kind == "flaky" else MUTATE_SCHEMA
-    readable = flaky_model.READABLE if kind == "flaky" else mutate_model.READABLE
-    if not isinstance(result, dict):
-        raise AuditError(f"a {kind} result must be a JSON object, got {type(result).__name__}")
-    if result.get("schema") not in readable:
-        raise AuditError(f"not a {kind} result: schema is {result.get('schema')!r}, expected {expected!r}")
-    rows = result.get("tests" if kind == "flaky" else "mutants")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise AuditError(f"{kind} result: '{'tests' if kind == 'flaky' else 'mutants'}' must be a list of objects")
-    key = "nodeid" if kind == "flaky" else "id"
-    for row in rows:
-        if not isinstance(row.get(key), str):
-            raise AuditError(f"{kind} result: an entry has no {key!r}: {json.dumps(row)[:200]}")
-    return result
-
-
-def result_kind(result: Any) -> str:
-    """'flaky' or 'mutate' from a result's schema field, or a clear error."""
-    schema = result.get("schema") if isinstance(result, dict) else None
-    if schema in flaky_model.READABLE:
-        return "flaky"
-    if schema in mutate_model.READABLE:
-        return "mutate"
-    raise AuditError(f"not an ml-audit flaky or mutate result (schema {schema!r})")
+def _as_json(result: Any) -> dict:
+    """A result as its JSON dict: results model objects are written with their own ``to_json``."""
+    return result.to_json() if hasattr(result, "to_json") else result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,57 +283,59 @@ class Store:
         )
         return int(cur.lastrowid)
 
-    def record_flaky(self, result: dict, *, project: str | None = None, commit: str | None = None,
+    def record_flaky(self, result: dict | FlakyResult, *, project: str | None = None, commit: str | None = None,
                      branch: str | None = None, started_at=None, duration: float | None = None,
                      settings: dict | None = None) -> int:
-        """Record one ``audit flaky`` result (schema ml-audit.flaky/1 or /2); returns its run id."""
-        check_result(result, "flaky")
+        """Record one ``audit flaky`` result (schema ml-audit.flaky/1 or /2); returns its run id.
+
+        Durations are the model's ``total_duration`` and ``mean_duration``; a result that does not
+        state ``total_duration`` (version 1 did not have to) is stored with no durations, not zero.
+        """
+        data = _as_json(result)
+        flaky = load_flaky(data)
         with self._write() as db:
-            run_id = self._insert_run("flaky", result, project, commit, branch, started_at, duration,
+            run_id = self._insert_run("flaky", data, project, commit, branch, started_at, duration,
                                       settings, None, False)
             rows = []
-            for t in result["tests"]:
-                interval = t.get("interval") or [None, None]
-                mean, total = durations_of(t)
-                rows.append((run_id, t["nodeid"], str(t.get("verdict", "error")), int(t.get("executions") or 0),
-                             int(t.get("failures") or 0), float(t.get("rate") or 0.0),
-                             _number(interval[0]) if len(interval) > 0 else None,
-                             _number(interval[1]) if len(interval) > 1 else None,
-                             json.dumps(t.get("failing_settings") or [], default=str), t.get("repro"),
-                             json.dumps(t.get("causes") or [], default=str), mean, total))
+            for raw, t in zip(data["tests"], flaky.tests):
+                timed = _number(raw.get("total_duration")) is not None
+                rows.append((run_id, t.nodeid, t.verdict, t.executions, t.failures, t.rate,
+                             _number(t.interval[0]), _number(t.interval[1]),
+                             json.dumps([s.to_json() for s in t.failing_settings], default=str), t.repro,
+                             json.dumps([c.to_json() for c in t.causes], default=str),
+                             t.mean_duration if timed else None, t.total_duration if timed else None))
             db.executemany(
                 "INSERT OR REPLACE INTO tests (run_id, nodeid, verdict, executions, failures, rate, rate_low,"
                 " rate_high, failing_settings, repro, causes, mean_duration, total_duration)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return run_id
 
-    def record_mutate(self, result: dict, *, project: str | None = None, commit: str | None = None,
+    def record_mutate(self, result: dict | MutateResult, *, project: str | None = None, commit: str | None = None,
                       branch: str | None = None, started_at=None, duration: float | None = None,
                       settings: dict | None = None) -> int:
         """Record one ``audit mutate`` result (schema ml-audit.mutate/1 or /2); returns its run id.
 
-        A run made with ``--since`` (settings or result naming a ``since`` ref) is marked partial:
-        its score covers changed lines only and is kept out of score trends.
+        The score is the model's (percent of the checked mutants). The run is marked partial when
+        the result is (mutants left unchecked, or interrupted) or covers changed lines only
+        (``since`` in the result or its settings): partial runs are kept out of score trends.
         """
-        check_result(result, "mutate")
-        given = settings if settings is not None else result.get("settings", {})
-        partial = bool((given or {}).get("since") or result.get("since"))
-        score = mutation_score(result["mutants"], result.get("score"))
+        data = _as_json(result)
+        mutate = load_mutate(data)
+        given = settings if settings is not None else data.get("settings") or {}
+        partial = covers_part(mutate, data) or bool(given.get("since"))
         with self._write() as db:
-            run_id = self._insert_run("mutate", result, project, commit, branch, started_at, duration,
-                                      settings, score, partial)
+            run_id = self._insert_run("mutate", data, project, commit, branch, started_at, duration,
+                                      settings, mutate.score, partial)
             db.executemany(
                 "INSERT OR REPLACE INTO mutants (run_id, mutant_id, operator, path, line, function, status, diff,"
-                " killed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, m["id"], str(m.get("operator") or "unknown"), str(m.get("path") or ""),
-                  m.get("line") if isinstance(m.get("line"), int) else None, m.get("function"),
-                  str(m.get("status") or "error"), str(m.get("diff") or ""),
-                  json.dumps(m.get("killed_by") or [])) for m in result["mutants"]])
+                " killed_by, ml, killer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, m.id, m.operator, m.path, m.line, m.function, m.status, m.diff, json.dumps(m.killed_by),
+                  int(m.ml), m.killer) for m in mutate.mutants])
         return run_id
 
-    def record(self, result: dict, **meta) -> int:
+    def record(self, result: dict | FlakyResult | MutateResult, **meta) -> int:
         """Record a flaky or mutate result, whichever its schema says."""
-        kind = result_kind(result)
+        kind = result_kind(_as_json(result))
         return (self.record_flaky if kind == "flaky" else self.record_mutate)(result, **meta)
 
     # -- reading ----------------------------------------------------------------------------
@@ -459,18 +401,20 @@ class Store:
                         "total_duration": r["total_duration"]})
         return out
 
-    def mutants(self, run_id: int, status: str | None = None) -> list[dict]:
-        """Per-mutant rows of a mutate run, as dicts shaped like the mutate result's mutants."""
+    def mutants(self, run_id: int, status: str | None = None) -> list[Mutant]:
+        """The mutants of a mutate run (those with *status*, if given), by file and line."""
         sql, args = "SELECT * FROM mutants WHERE run_id = ?", [run_id]
         if status:
             sql += " AND status = ?"
             args.append(status)
-        out = []
-        for r in self._db.execute(sql + " ORDER BY path, line, mutant_id", args):
-            out.append({"id": r["mutant_id"], "operator": r["operator"], "path": r["path"], "line": r["line"],
-                        "function": r["function"], "status": r["status"], "diff": r["diff"],
-                        "killed_by": json.loads(r["killed_by"])})
-        return out
+        return [self._mutant(r) for r in self._db.execute(sql + " ORDER BY path, line, mutant_id", args)]
+
+    @staticmethod
+    def _mutant(r: sqlite3.Row) -> Mutant:
+        ml, killer = (bool(r["ml"]), r["killer"]) if r["killer"] is not None else catalog_fields(r["operator"])
+        return Mutant(id=r["mutant_id"], operator=r["operator"], path=r["path"], line=r["line"] or 0,
+                      function=r["function"] or "", status=r["status"], diff=r["diff"],
+                      killed_by=json.loads(r["killed_by"]), ml=ml, killer=killer)
 
     def result(self, run_id: int) -> dict:
         """The result JSON exactly as it was recorded."""
@@ -478,6 +422,14 @@ class Store:
         if row is None:
             raise AuditError(f"no run {run_id} in the history store {self.path}")
         return json.loads(row["result"])
+
+    def flaky_result(self, run_id: int) -> FlakyResult:
+        """The recorded flaky result of run *run_id*, read through the results model."""
+        return load_flaky(self.result(run_id))
+
+    def mutate_result(self, run_id: int) -> MutateResult:
+        """The recorded mutate result of run *run_id*, read through the results model."""
+        return load_mutate(self.result(run_id))
 
     def test_history(self, nodeids: Iterable[str], *, since=None, until=None) -> dict[str, list[tuple[Run, dict]]]:
         """For each node id, its (run, test row) in every flaky run of the window, oldest first."""

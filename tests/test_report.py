@@ -10,14 +10,16 @@ from html.parser import HTMLParser
 import pytest
 
 from audit.cli import main
+from audit.errors import AuditError
+from audit.explain import FIX_HINTS, cause_text, setting_hints
+from audit.model.flaky import FlakyResult, Setting
 from audit.report.html import render_html
 from audit.report.markdown import render_markdown
 from audit.report.report_json import render_json
-from audit.report.weekly import ML_OPERATORS, build_weekly, parse_since
-from audit.errors import AuditError
+from audit.report.weekly import build_weekly, parse_since
 from audit.store import Store
-from test_store_history import (BROKEN, EXPECTED, HOSTILE, NOISE, NOW, STEADY, WEEKS_FLAKY, WEEKS_SURVIVING,
-                                build_history, week_start)
+from test_store_history import (EXPECTED, FIXED, HOSTILE, NOW, build_history, flaky_ids, load, run_of,
+                                survivors)
 
 
 @pytest.fixture(scope="module")
@@ -37,100 +39,156 @@ def _ids(tests):
     return {t["nodeid"] for t in tests}
 
 
+def _verdicts(name: str) -> dict:
+    return {t.nodeid: t for t in FlakyResult.from_json(load(name)).tests}
+
+
 def test_flaky_tests_are_sorted_into_new_still_fixed_and_failing(report, history):
     flaky = report.flaky
     assert {k: _ids(flaky[k]) for k in EXPECTED} == EXPECTED
-    assert flaky["current_run"] == history.latest("flaky").id
-    assert flaky["reference_run"] == history.latest("flaky", before=week_start(3)).id
+    assert flaky["new"] and flaky["still"] and flaky["fixed"]
+    assert flaky["current_run"] == run_of(history, "flaky-C").id
+    assert flaky["reference_run"] == run_of(history, "flaky-A").id
     assert not flaky["first_audit"]
-    current = {t["nodeid"]: t for t in history.tests(flaky["current_run"])}
+    now = _verdicts("flaky-C")
     for entry in flaky["new"] + flaky["still"]:
-        stored = current[entry["nodeid"]]
-        assert (entry["rate"], entry["failures"], entry["executions"]) == \
-               (stored["rate"], stored["failures"], stored["executions"])
-        assert entry["repro"] == stored["repro"] and entry["hints"]
+        t = now[entry["nodeid"]]
+        assert (entry["rate"], entry["failures"], entry["executions"], entry["repro"]) == \
+               (t.rate, t.failures, t.executions, t.repro)
+        assert entry["masked_by_reruns"] == t.masked and entry["draws"] == t.draws and entry["hints"]
+
+
+def test_causes_are_the_models_records_with_their_words(report):
+    """Each cause is the model's Cause (source, status, p-value, sites, evidence...) plus one
+    line made from those fields: never a key=value dump of whatever the dict held."""
+    now, before = _verdicts("flaky-C"), _verdicts("flaky-A")
+    entries = report.flaky["new"] + report.flaky["still"]
+    assert any(e["causes"] for e in entries)
+    for entry in entries:
+        model = now[entry["nodeid"]].causes
+        assert [{k: v for k, v in c.items() if k not in ("text", "details")} for c in entry["causes"]] == \
+               [c.to_json() for c in model]
+        assert [c["text"] for c in entry["causes"]] == [cause_text(c) for c in model]
+        for cause, text in zip(model, (c["text"] for c in entry["causes"])):
+            assert text.startswith(f"{cause.source} ({cause.status}")
+            assert "=" not in text.split(";")[0].replace("p = ", "")  # no key=value dump
+            assert all(str(site) in text for site in cause.sites[:3])
+    (fixed,) = report.flaky["fixed"]
+    was = before[FIXED].causes
+    assert [c["source"] for c in fixed["causes"]] == [c.source for c in was]
+    for cause in fixed["causes"]:
+        if cause["status"] == "unknown":  # an unknown cause carries no p-value, and says none
+            assert cause["p_value"] is None and "p =" not in cause["text"]
+
+
+def test_cause_words_cover_counts_a_tracing_failure_and_an_unknown_source():
+    causes = [c for name in ("flaky-A", "flaky-C") for t in _verdicts(name).values() for c in t.causes]
+    confirmed = next(c for c in causes if c.status == "confirmed" and c.sites and c.counts)
+    text = cause_text(confirmed)
+    assert text.startswith(f"{confirmed.source} (confirmed, p = ") and f"drawn at {confirmed.sites[0]}" in text
+    (failed, runs), (pinned, pinned_runs) = confirmed.counts.released, confirmed.counts.pinned
+    assert f"{failed}/{runs} {confirmed.counts.unit} failed with {confirmed.source} released, " \
+           f"{pinned}/{pinned_runs} pinned" in text
+    if confirmed.counts.confirmation is not None:
+        vanished, tried = confirmed.counts.confirmation
+        assert f"{vanished}/{tried} with only {confirmed.source} pinned" in text
+    confirmed.sites, confirmed.trace_error = [], "the tracer found no frame in the project"
+    untraced = cause_text(confirmed)
+    assert "draw site not traced: the tracer found no frame in the project" in untraced and "drawn at" not in untraced
+    unknown = next(c for c in causes if c.status == "unknown")
+    assert unknown.p_value is None and "p =" not in cause_text(unknown)
+    assert cause_text(unknown).startswith(f"{unknown.source} (unknown)")
 
 
 def test_rate_trend_per_test_follows_every_run_in_the_history(report):
-    (noise,) = report.flaky["still"]
-    assert noise["nodeid"] == NOISE
-    assert [p["rate"] for p in noise["trend"]] == pytest.approx([w[NOISE] for w in WEEKS_FLAKY], abs=0.02)
-    assert [p["flaky"] for p in report.flaky["trend"]] == [len(w) for w in WEEKS_FLAKY]
-    assert "torch" in noise["causes"][0] and "manual_seed" in noise["hints"][0]
-    assert noise["masked_by_reruns"] == 2 and noise["repro_verified"]
-    (hostile,) = [t for t in report.flaky["new"] if t["nodeid"] == HOSTILE]
-    assert hostile["causes"] == [] and "numpy RNG" in hostile["hints"][0]  # hint from the RNG it draws
+    before, now = _verdicts("flaky-A"), _verdicts("flaky-C")
+    for entry in report.flaky["still"]:
+        assert [p["rate"] for p in entry["trend"]] == [before[entry["nodeid"]].rate, now[entry["nodeid"]].rate]
+    assert [p["flaky"] for p in report.flaky["trend"]] == [len(flaky_ids("flaky-A")), len(flaky_ids("flaky-C"))]
+    (hostile,) = report.flaky["new"]
+    assert hostile["nodeid"] == HOSTILE and hostile["previous"] is None
+    source = now[HOSTILE].causes[0].source
+    assert hostile["hints"][0] == (now[HOSTILE].causes[0].hint or FIX_HINTS[source])
     (fixed,) = report.flaky["fixed"]
-    assert fixed["previous"]["verdict"] == "flaky" and "hashseed" in fixed["causes"][0]
+    assert fixed["previous"]["verdict"] == "flaky" and fixed["verdict"] == "pass" and fixed["hints"] == []
 
 
 def test_a_test_that_draws_nothing_gets_a_hint_from_the_settings_its_failures_share():
-    from audit.report.weekly import _hints
-
-    test = {"causes": [], "failing_settings": [{"threads": 2, "deterministic": "on", "order": "file"},
-                                               {"threads": 2, "deterministic": "off", "order": "file"}]}
-    (hint,) = _hints(test, {"draws": []})
+    failing = [Setting(threads=2, deterministic="on", order="file"), Setting(threads=2, deterministic="off", order="file")]
+    (hint,) = setting_hints(failing)
     assert "2 failure(s) all ran at 2 torch thread(s)" in hint and "assert_close" in hint
     assert "determinism" not in hint
-    assert "it draws from the torch RNG" in _hints(test, {"draws": ["torch"]})[0]
-    assert _hints({"causes": [], "failing_settings": []}, {}) == [_hints.__globals__["GENERIC_HINT"]]
+    assert setting_hints([]) == []
 
 
 def test_mutation_scores_by_operator_and_module_match_the_store(report, history):
     mutation = report.mutation
-    runs = history.runs("mutate")
-    assert [p["score"] for p in mutation["trend"]] == pytest.approx([r.score for r in runs])
-    assert mutation["score"] == pytest.approx(runs[-1].score, abs=0.01)
-    assert mutation["previous_score"] == pytest.approx(runs[-2].score, abs=0.01)
-    mutants = history.mutants(runs[-1].id)
+    full = [run_of(history, "mutate-A"), run_of(history, "mutate-B")]
+    assert [p["run"] for p in mutation["trend"]] == [r.id for r in full]  # the --since run is left out
+    assert [p["score"] for p in mutation["trend"]] == pytest.approx([r.score for r in full])
+    assert mutation["current_run"] == full[1].id and mutation["reference_run"] == full[0].id
+    assert mutation["score"] == pytest.approx(load("mutate-B")["score"], abs=0.01)
+    assert mutation["previous_score"] == pytest.approx(load("mutate-A")["score"], abs=0.01)
+    assert any(f"mutate run {run_of(history, 'mutate-D-since').id} is partial" in n for n in report.notes)
+    mutants = history.mutants(full[1].id)
+    by_operator = load("mutate-B")["by_operator"]
     for row in mutation["by_operator"]:
-        mine = [m for m in mutants if m["operator"] == row["operator"]]
-        assert row["killed"] == sum(m["status"] == "killed" for m in mine)
-        assert row["survived"] == sum(m["status"] == "survived" for m in mine)
-        assert row["ml"] == (row["operator"] in ML_OPERATORS)
+        mine = [m for m in mutants if m.operator == row["operator"]]
+        assert row["killed"] == sum(m.status == "killed" for m in mine) == by_operator[row["operator"]]["killed"]
+        assert row["survived"] == sum(m.status == "survived" for m in mine)
+        assert row["ml"] == all(m.ml for m in mine)
     assert sum(r["killed"] + r["survived"] + r["no_coverage"] for r in mutation["by_module"]) == len(mutants)
-    assert {r["module"] for r in mutation["by_module"]} == {m["path"] for m in mutants}
+    assert {r["module"] for r in mutation["by_module"]} == {m.path for m in mutants}
 
 
 def test_surviving_mutants_most_worth_a_test(report):
     worth = report.mutation["worth_a_test"]
-    assert {w["operator"] for w in worth} == WEEKS_SURVIVING[3]
-    assert report.mutation["survivors"] == len(WEEKS_SURVIVING[3])
+    assert report.mutation["survivors"] == len(survivors("mutate-B"))
+    assert {(w["operator"], w["function"]) for w in worth} <= {(m.operator, m.function) for m in survivors("mutate-B")}
+    assert len(worth) == 10  # [tool.audit.report] top
+    # Survived both full runs, and a gradient-flow / eval-mode bug: the most worth a test.
     first = worth[0]
-    # Survived all four weeks, and a gradient-flow bug: the most worth a test.
-    assert (first["operator"], first["runs_survived"], first["test_kind"]) == ("drop_detach", 4, "gradient-flow")
-    assert all(w["diff"].strip() and w["why"] and w["bug"] for w in worth)
-    assert {w["test_kind"] for w in worth} >= {"eval-mode", "shape", "golden value"}
+    assert first["runs_survived"] == 2 and first["test_kind"] in ("gradient-flow", "eval-mode", "overfit")
+    order = [(w["operator"], w["function"]) for w in worth]
+    old_leak, weakened = ("drop_detach", "distillation_loss"), ("drop_detach", "consistency_loss")
+    assert worth[order.index(old_leak)]["runs_survived"] == 2
+    assert worth[order.index(weakened)]["runs_survived"] == 1  # killed in A by the test B weakened
+    assert order.index(old_leak) < order.index(weakened)
+    assert all(w["diff"].strip() and w["why"] and w["bug"] and w["ml"] for w in worth)
+    per_function = {}
+    for w in worth:
+        per_function[(w["path"], w["function"])] = per_function.get((w["path"], w["function"]), 0) + 1
+    assert max(per_function.values()) <= 2
 
 
 def test_slowest_tests_and_the_cost_of_flakiness(report, history):
-    assert report.slowest[0]["nodeid"] == STEADY[1]
+    now = _verdicts("flaky-C")
+    slowest = max(now.values(), key=lambda t: t.mean_duration)
+    assert report.slowest[0]["nodeid"] == slowest.nodeid
     means = [t["mean_duration"] for t in report.slowest]
     assert means == sorted(means, reverse=True)
-    flaky_now = [t for t in history.tests(report.flaky["current_run"]) if t["verdict"] == "flaky"]
+    flaky_now = [t for t in now.values() if t.verdict == "flaky"]
     green = 1.0
     for t in flaky_now:
-        green *= 1 - t["rate"]
+        green *= 1 - t.rate
     assert report.flaky_cost["red_ci_runs_per_100_without_reruns"] == pytest.approx(100 * (1 - green), abs=0.01)
     assert report.flaky_cost["rerun_seconds_per_100_ci_runs"] == pytest.approx(
-        sum(100 * t["rate"] * t["mean_duration"] for t in flaky_now))
+        sum(100 * t.rate * t.mean_duration for t in flaky_now))
 
 
 def test_a_period_without_runs_says_so(history):
-    quiet = build_weekly(history, since="1d", until=NOW)
+    quiet = build_weekly(history, since="12h", until=NOW)
     assert quiet.flaky["current_run"] is None and quiet.mutation["current_run"] is None
     assert any("no run was recorded" in n for n in quiet.notes)
-    assert len(quiet.flaky["trend"]) == 4  # the history is still charted
+    assert len(quiet.flaky["trend"]) == 2  # the history is still charted
     render_html(quiet), render_markdown(quiet)
 
 
 def test_first_audit_counts_every_flaky_test_as_new(tmp_path):
-    from test_store_history import flaky_result
-
     with Store(tmp_path / "a.sqlite") as store:
-        store.record_flaky(flaky_result(WEEKS_FLAKY[0]), started_at=NOW - timedelta(days=1))
+        store.record(load("flaky-A"), started_at=NOW - timedelta(days=1))
         first = build_weekly(store, since="7d", until=NOW)
-    assert first.flaky["first_audit"] and _ids(first.flaky["new"]) == set(WEEKS_FLAKY[0])
+    assert first.flaky["first_audit"] and _ids(first.flaky["new"]) == flaky_ids("flaky-A")
     assert any("no full `audit mutate` run" in n for n in first.notes)
 
 
@@ -159,6 +217,10 @@ def test_html_is_self_contained_and_escapes_test_names(report):
     text = "".join(parsed.text)
     for nodeid in set().union(*EXPECTED.values()):
         assert nodeid in text
+    for entry in report.flaky["new"] + report.flaky["still"] + report.flaky["fixed"]:
+        for cause in entry["causes"]:
+            assert cause["status"] in text and all(d in text for d in cause["details"])
+    assert "status=" not in text and "p_value=" not in text and "evidence=" not in text
     assert parsed.tags.count("svg") >= 3 + len(report.flaky["new"]) + len(report.flaky["still"])
     assert f"{report.mutation['score']:.1f}" in text
     for w in report.mutation["worth_a_test"]:
@@ -174,7 +236,7 @@ def test_markdown_has_the_same_content_and_survives_hostile_names(report):
     md = render_markdown(report)
     for nodeid in set().union(*EXPECTED.values()) - {HOSTILE}:
         assert f"`{nodeid}`" in md
-    hostile_rows = [ln for ln in md.splitlines() if "test_evil" in ln and ln.startswith("|")]
+    hostile_rows = [ln for ln in md.splitlines() if "test_frame_dropout_labels_are_kept" in ln and ln.startswith("|")]
     assert hostile_rows and all("\\|`pipe`" in ln for ln in hostile_rows)
     for line in md.splitlines():
         if line.startswith("|"):
@@ -185,7 +247,10 @@ def test_markdown_has_the_same_content_and_survives_hostile_names(report):
     assert f"**{report.mutation['score']:.1f}**" in md
     for w in report.mutation["worth_a_test"]:
         assert "```diff\n" + w["diff"].rstrip() + "\n```" in md
-    assert f"| `{BROKEN}`" in md
+    for entry in report.flaky["new"] + report.flaky["still"]:
+        for cause in entry["causes"]:
+            assert cause["source"] in md and cause["status"] in md
+    assert "status=" not in md and "p_value=" not in md
 
 
 def _header_of(md: str, row: str) -> str:
@@ -199,7 +264,7 @@ def _header_of(md: str, row: str) -> str:
 def test_json_is_the_report_model(report):
     data = json.loads(render_json(report))
     assert data == json.loads(json.dumps(report.as_dict(), default=str))
-    assert data["schema"] == "ml-audit.report/1"
+    assert data["schema"] == "ml-audit.report/2"
     assert {k: {t["nodeid"] for t in data["flaky"][k]} for k in EXPECTED} == EXPECTED
 
 

@@ -107,7 +107,7 @@ def test_the_page_renders_without_console_errors(rendered):
 def test_the_dom_has_the_charts_and_no_script(rendered):
     _, _, _, dom = rendered
     html = dom.stdout
-    assert "<h1>Weekly quality report: sample_project</h1>" in html
+    assert "<h1>Weekly quality report: tinyclf</h1>" in html
     assert len(re.findall(r"<svg class=\"chart (?:line|bars|spark)\"", html)) >= 8
     assert "<script" not in html  # the hostile test name stayed text
     assert "&lt;script&gt;alert" in html

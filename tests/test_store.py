@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -10,65 +11,112 @@ import textwrap
 import pytest
 
 from audit.errors import AuditError
-from audit.store import (APPLICATION_ID, FLAKY_SCHEMA, MIGRATIONS, MUTATE_SCHEMA, SCHEMA_VERSION, Store,
-                         durations_of, mutation_score)
-from test_store_history import flaky_result, mutate_result
+from audit.model.flaky import FlakyResult
+from audit.model.mutate import GOLDEN, MutateResult
+from audit.store import APPLICATION_ID, FLAKY_SCHEMA, MIGRATIONS, MUTATE_SCHEMA, SCHEMA_VERSION, Store
+from test_store_history import build_history, load
 
 
-def _flaky(nodeid="tests/test_a.py::test_one", **fields):
-    test = {"nodeid": nodeid, "verdict": "flaky", "executions": 20, "failures": 5, "rate": 0.25,
-            "interval": [0.1, 0.47], "failing_settings": [{"seed_torch": "fresh"}], "repro": "python -m pytest x",
-            "causes": [{"source": "torch"}]}
-    test.update(fields)
-    return {"schema": FLAKY_SCHEMA, "project": "p", "settings": {"budget": 5}, "tests": [test]}
+def _flaky(nodeid: str | None = None) -> dict:
+    """Real flaky-A, cut down to one test (the first flaky one, or *nodeid*)."""
+    data = load("flaky-A")
+    pick = next(t for t in data["tests"] if (t["nodeid"] == nodeid if nodeid else t["verdict"] == "flaky"))
+    data["tests"] = [pick]
+    return data
 
 
 def test_round_trip_of_a_flaky_run(tmp_path):
+    data = load("flaky-A")
+    model = FlakyResult.from_json(data)
     with Store(tmp_path / "reports" / "audit.sqlite") as store:
-        run_id = store.record_flaky(_flaky(durations=[0.5, 1.5]), project="p", commit="c0ffee", branch="main",
+        run_id = store.record_flaky(data, project="p", commit="c0ffee", branch="main",
                                     started_at="2026-11-01T10:00:00Z", duration=12.5, settings={"budget": 5})
         run = store.run(run_id)
         assert (run.kind, run.commit, run.branch, run.duration, run.settings) == ("flaky", "c0ffee", "main", 12.5,
                                                                                   {"budget": 5})
         assert run.started_at.isoformat() == "2026-11-01T10:00:00+00:00"
-        (test,) = store.tests(run_id)
-        assert test["verdict"] == "flaky" and test["failures"] == 5 and test["interval"] == [0.1, 0.47]
-        assert test["causes"] == [{"source": "torch"}] and test["failing_settings"] == [{"seed_torch": "fresh"}]
-        assert (test["mean_duration"], test["total_duration"]) == (1.0, 2.0)
-        assert store.result(run_id)["tests"][0]["durations"] == [0.5, 1.5]
+        rows = {t["nodeid"]: t for t in store.tests(run_id)}
+        assert set(rows) == {t.nodeid for t in model.tests}
+        for t in model.tests:
+            row = rows[t.nodeid]
+            assert (row["verdict"], row["executions"], row["failures"], row["rate"], row["interval"]) == \
+                   (t.verdict, t.executions, t.failures, t.rate, list(t.interval))
+            assert row["causes"] == [c.to_json() for c in t.causes]
+            assert (row["mean_duration"], row["total_duration"]) == (t.mean_duration, t.total_duration)
+        assert store.flaky_result(run_id).to_json() == model.to_json()
+        assert store.result(run_id) == data
 
 
-def test_round_trip_of_a_mutate_run_and_its_score(tmp_path):
-    result = mutate_result({"drop_detach", "drop_eval"})
+def test_a_model_object_is_recorded_as_its_json(tmp_path):
+    model = MutateResult.from_json(load("mutate-B"))
     with Store(tmp_path / "a.sqlite") as store:
-        run_id = store.record_mutate(result, commit="abc", started_at="2026-11-02T00:00:00Z")
-        mutants = store.mutants(run_id)
-        assert len(mutants) == len(result["mutants"])
-        by_id = {m["id"]: m for m in mutants}
-        for m in result["mutants"]:
-            stored = by_id[m["id"]]
-            assert {k: stored[k] for k in ("operator", "path", "line", "function", "status", "diff", "killed_by")} == \
-                   {k: m[k] for k in ("operator", "path", "line", "function", "status", "diff", "killed_by")}
-        assert store.run(run_id).score == pytest.approx(mutation_score(result["mutants"]))
-        assert not store.run(run_id).partial
-        partial = store.record_mutate(result, settings={"since": "HEAD~1"})
-        assert store.run(partial).partial
-        assert [r.id for r in store.runs("mutate", full_only=True)] == [run_id]
+        run_id = store.record(model)
+        assert store.result(run_id) == model.to_json() and store.run(run_id).score == pytest.approx(model.score)
 
 
-def test_score_counts_timeouts_as_detected_and_reads_fractions_as_points():
-    mutants = [{"status": s} for s in ("killed", "timeout", "survived", "no_coverage", "error")]
-    assert mutation_score(mutants) == pytest.approx(50.0)
-    assert mutation_score([], 0.8) == pytest.approx(80.0)
-    assert mutation_score([], 73.0) == pytest.approx(73.0)
-    assert mutation_score([]) is None
+def test_round_trip_of_a_mutate_run(tmp_path):
+    data = load("mutate-A")
+    model = MutateResult.from_json(data)
+    with Store(tmp_path / "a.sqlite") as store:
+        run_id = store.record_mutate(data, commit="abc", started_at="2026-11-02T00:00:00Z")
+        stored = {m.id: m for m in store.mutants(run_id)}
+        assert {m.id: m for m in model.mutants} == stored  # every field, ml and killer included
+        assert any(m.ml for m in stored.values()) and {m.killer for m in stored.values()} > {GOLDEN}
+        assert store.run(run_id).score == pytest.approx(model.score) and not store.run(run_id).partial
+        assert store.mutate_result(run_id).to_json() == data
 
 
-def test_durations_in_several_spellings():
-    assert durations_of({"executions": 4, "duration": 0.5}) == (0.5, 2.0)
-    assert durations_of({"executions": 4, "total_duration": 2.0}) == (0.5, 2.0)
-    assert durations_of({"executions": 2, "durations": [1.0, 3.0]}) == (2.0, 4.0)
-    assert durations_of({"executions": 3}) == (None, None)
+def test_durations_are_the_models_fields_and_nothing_else(tmp_path):
+    """Only ``total_duration`` (and the mean the model derives from it) is read; the other
+    spellings a reader once guessed at are not, and a result without it stores no durations."""
+    data = _flaky()
+    (test,) = data["tests"]
+    model = FlakyResult.from_json(data).tests[0]
+    assert test["total_duration"] > 0
+    unstated = _flaky()
+    for key in ("total_duration", "mean_duration"):
+        del unstated["tests"][0][key]
+    unstated["tests"][0].update(duration=0.5, time=2.0, durations=[0.5, 1.5])
+    with Store(tmp_path / "audit.sqlite") as store:
+        (row,) = store.tests(store.record_flaky(data))
+        assert (row["mean_duration"], row["total_duration"]) == (model.mean_duration, model.total_duration)
+        (row,) = store.tests(store.record_flaky(unstated))
+        assert (row["mean_duration"], row["total_duration"]) == (None, None)
+
+
+def test_the_score_is_recomputed_by_the_model_never_read_as_a_fraction(tmp_path):
+    """A version 1 result stating ``score: 0.8`` is not turned into 80 points: the score is the
+    model's Tally over the mutants (none here, so no score)."""
+    old = {"schema": "ml-audit.mutate/1", "project": "p", "score": 0.8, "mutants": []}
+    listed = load("mutate-A")
+    listed["schema"], listed["score"] = "ml-audit.mutate/1", 0.36
+    with Store(tmp_path / "audit.sqlite") as store:
+        assert store.run(store.record_mutate(old)).score is None
+        assert store.run(store.record_mutate(listed)).score == pytest.approx(MutateResult.from_json(listed).score)
+
+
+def test_version_1_mutants_get_ml_and_killer_from_the_operator_catalog(tmp_path):
+    data = load("mutate-A")
+    data["schema"] = "ml-audit.mutate/1"
+    for m in data["mutants"]:
+        del m["ml"], m["killer"]
+    with Store(tmp_path / "audit.sqlite") as store:
+        stored = {m.id: m for m in store.mutants(store.record_mutate(data))}
+    real = {m["id"]: m for m in load("mutate-A")["mutants"]}
+    assert {i: (m.ml, m.killer) for i, m in stored.items()} == {i: (m["ml"], m["killer"]) for i, m in real.items()}
+
+
+def test_partial_runs_are_stored_as_partial(tmp_path):
+    interrupted = MutateResult.from_json(load("mutate-A"))
+    interrupted.interrupted = True          # what `audit mutate` saves on Ctrl-C
+    assert interrupted.to_json()["partial"] is True
+    with Store(tmp_path / "audit.sqlite") as store:
+        full = store.record(load("mutate-A"))
+        runs = [store.record(interrupted.to_json()), store.record(load("mutate-D-since")),
+                store.record(load("mutate-A"), settings={"since": "HEAD~1"}),
+                store.record(dict(load("mutate-A"), partial=True))]
+        assert [store.run(r).partial for r in runs] == [True, True, True, True]
+        assert [r.id for r in store.runs("mutate", full_only=True)] == [full]
 
 
 def test_bad_results_are_refused_and_nothing_is_written(tmp_path):
@@ -78,8 +126,8 @@ def test_bad_results_are_refused_and_nothing_is_written(tmp_path):
         with pytest.raises(AuditError, match="nodeid"):
             store.record_flaky({"schema": FLAKY_SCHEMA, "tests": [{"verdict": "pass"}]})
         bad = _flaky()
-        bad["tests"].append({"nodeid": "t::two", "executions": "many"})  # fails half-way through the write
-        with pytest.raises(ValueError):
+        bad["tests"].append({"nodeid": "t::two", "executions": "many"})
+        with pytest.raises(AuditError, match="does not match its schema"):
             store.record_flaky(bad)
         assert store.count() == 0
         assert store._db.execute("SELECT count(*) FROM tests").fetchone()[0] == 0
@@ -111,9 +159,7 @@ def test_a_damaged_or_non_sqlite_file_is_refused_and_left_untouched(tmp_path, co
 
 def test_a_truncated_store_is_refused(tmp_path):
     path = tmp_path / "audit.sqlite"
-    with Store(path) as store:
-        for week in range(3):
-            store.record_flaky(flaky_result({}), started_at=f"2026-11-0{week + 1}T00:00:00Z")
+    build_history(path).close()
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AuditError, match="damaged"):
@@ -139,7 +185,7 @@ def test_a_version_1_store_migrates_forward_keeping_its_runs(tmp_path):
     db.execute("PRAGMA user_version = 1")
     db.execute("INSERT INTO runs (kind, project, commit_sha, branch, started_at, duration, settings, score, result)"
                " VALUES ('flaky', 'p', 'abc', 'main', '2026-10-01T00:00:00.000000+00:00', 3.0, '{}', NULL, ?)",
-               (str(_flaky()).replace("'", '"'),))
+               (json.dumps(_flaky()),))
     db.execute("INSERT INTO tests (run_id, nodeid, verdict, executions, failures, rate, rate_low, rate_high,"
                " failing_settings, repro, causes) VALUES (1, 't::a', 'flaky', 10, 2, 0.2, 0.05, 0.5, '[]', NULL, '[]')")
     db.commit()
@@ -149,8 +195,8 @@ def test_a_version_1_store_migrates_forward_keeping_its_runs(tmp_path):
         (run,) = store.runs()
         assert (run.commit, run.partial, run.tool_version) == ("abc", False, None)
         assert store.tests(run.id)[0]["rate"] == 0.2 and store.tests(run.id)[0]["mean_duration"] is None
-        new = store.record_flaky(_flaky(duration=0.25), started_at="2026-10-08T00:00:00Z")
-        assert store.tests(new)[0]["mean_duration"] == 0.25
+        new = store.record_flaky(_flaky(), started_at="2026-10-08T00:00:00Z")
+        assert store.tests(new)[0]["mean_duration"] == FlakyResult.from_json(_flaky()).tests[0].mean_duration
 
 
 def test_readers_do_not_create_a_store(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from audit.commands import add_project_argument
 
 NAME = "review"
@@ -32,10 +30,9 @@ def run(args) -> int:
     from rich.markup import escape
 
     from audit import api
-    from audit.review import write_review
 
     review = api.review(args.path, baseline=args.baseline, current=args.current, db=args.db,
-                        changed_since=args.changed_since, max_score_drop=args.max_score_drop)
+                        changed_since=args.changed_since, out=args.out, max_score_drop=args.max_score_drop)
     console = Console(highlight=False)
     b, c = review.baseline, review.current
     console.print(f"baseline: {escape(b.flaky_source or '–')} / {escape(b.mutate_source or '–')}")
@@ -48,9 +45,7 @@ def run(args) -> int:
         console.print(f"[green]ok[/]   {escape(line)}")
     for line in review.skipped:
         console.print(f"[yellow]skip[/] {escape(line)}")
-    cfg = api.configure(args.path)
-    folder = Path(args.out).expanduser() if args.out else Path(cfg.root) / cfg.reports_dir
-    for path in write_review(review, folder):
+    for path in review.written:
         console.print(f"wrote {escape(str(path))}")
     verdict = "[bold red]release blocked[/]" if review.reasons else "[bold green]clear to release[/]"
     console.print(verdict)

@@ -36,6 +36,8 @@ pre .add { color: #15803d; } pre .del { color: #b91c1c; } pre .hunk { color: #6b
 .hint { color: #374151; font-size: 12px; } .note { color: #92400e; background: #fffbeb; padding: 6px 10px; border-radius: 6px; margin: 4px 0; }
 .survivor { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 12px; margin: 10px 0; }
 .tag { display: inline-block; font-size: 11px; padding: 1px 6px; border-radius: 9px; background: #e0e7ff; color: #3730a3; margin-right: 4px; }
+.tag.confirmed { background: #dcfce7; color: #166534; } .tag.suspected { background: #fef3c7; color: #92400e; }
+.tag.unknown { background: #f3f4f6; color: #374151; }
 footer { margin-top: 32px; color: #6b7280; font-size: 12px; }
 """
 
@@ -71,6 +73,14 @@ def _interval(test: dict) -> str:
     return f"{_pct(low)}–{_pct(high)}" if low is not None and high is not None else "–"
 
 
+def _cause(cause: dict) -> str:
+    """A cause with its status as a tag: only a confirmed one is stated as the cause."""
+    status, p = cause["status"], cause["p_value"]
+    head = f"<b>{_e(cause['source'])}</b>" + (f" (p = {p:.2g})" if p is not None else "")
+    details = "".join(f"<div class='hint'>{_e(d)}</div>" for d in cause["details"])
+    return f"<div><span class='tag {_e(status)}'>{_e(status)}</span>{head}{details}</div>"
+
+
 def _flaky_table(tests: list[dict], title: str, empty: str) -> str:
     out = [f"<h3>{_e(title)} ({len(tests)})</h3>"]
     if not tests:
@@ -79,7 +89,7 @@ def _flaky_table(tests: list[dict], title: str, empty: str) -> str:
                "<th>causes and hints</th></tr>")
     for t in tests:
         spark = charts.sparkline([p["rate"] for p in t["trend"]], label=f"failure rate of {t['nodeid']} by run")
-        causes = "".join(f"<div>{_e(c)}</div>" for c in t["causes"]) or "<div class='sub'>cause not attributed</div>"
+        causes = "".join(_cause(c) for c in t["causes"]) or "<div class='sub'>cause not attributed</div>"
         hints = "".join(f"<div class='hint'>→ {_e(h)}</div>" for h in t["hints"])
         checked = " (checked: fails again)" if t["repro_verified"] else ""
         details = f"<div>repro{checked}: <code>{_e(t['repro'])}</code></div>" if t["repro"] else ""

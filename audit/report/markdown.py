@@ -54,7 +54,7 @@ def _flaky_rows(tests: list[dict]) -> list[str]:
     for t in tests:
         low, high = t["interval"]
         interval = f"{_pct(low)}–{_pct(high)}" if low is not None and high is not None else "–"
-        causes = "; ".join(text(c) for c in t["causes"]) or "cause not attributed"
+        causes = "; ".join(text(c["text"]) for c in t["causes"]) or "cause not attributed"
         hints = " ".join(f"→ {text(h)}" for h in t["hints"])
         checked = " (checked: fails again)" if t["repro_verified"] else ""
         repro = f"<br>repro{checked}: {code(t['repro'])}" if t["repro"] else ""

@@ -1,6 +1,7 @@
-"""The weekly report as JSON (schema "ml-audit.report/1"): the same data the HTML and Markdown show.
+"""The weekly report as JSON (schema "ml-audit.report/2"): the same data the HTML and Markdown show.
 
-For dashboards and scripts; the field names are those of ``audit.report.weekly.WeeklyReport``.
+For dashboards and scripts; the field names are those of ``audit.report.weekly.WeeklyReport``
+(schema 2: each cause is an object, the results model's ``Cause`` fields plus its words).
 """
 
 from __future__ import annotations
