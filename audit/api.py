@@ -37,7 +37,7 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     if json:
         check_writable(json)
     with session(cfg):
-        result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan)
+        result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan, durations=_last_durations(cfg, db))
         if cfg.flaky.attribute and result.flaky and not result.interrupted:
             _attribute(cfg, result, attribution_progress)
     if json:
@@ -45,6 +45,24 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     if record and not result.interrupted:
         result.recorded = _record_flaky(cfg, result, db)
     return result
+
+
+def _last_durations(cfg, db) -> dict[str, float]:
+    """Per-test mean durations of the project's last flaky run in the history store ({} if none):
+    they spare the survey that would otherwise time every test first."""
+    from audit.errors import AuditError
+    from audit.store import Store, store_path
+
+    path = store_path(cfg, db)
+    if not path.is_file():
+        return {}
+    try:
+        with Store(path, create=False) as store:
+            run = store.latest("flaky")
+            tests = store.tests(run.id) if run is not None else []
+    except AuditError:
+        return {}
+    return {t["nodeid"]: t["mean_duration"] for t in tests if t["mean_duration"] and t["executions"]}
 
 
 def _record_flaky(cfg, result, db):

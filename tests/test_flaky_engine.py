@@ -284,3 +284,17 @@ def test_tests_that_write_leave_the_tree_unchanged_and_are_listed(tmp_path, caps
                       "test_reads_only": []}
     printed = capsys.readouterr().out
     assert "tests that write into the project" in printed and "test_appends_a_row: data.csv" in printed
+
+
+def test_a_second_run_takes_the_durations_from_the_history_and_skips_the_survey(tmp_path):
+    root = make_project(tmp_path / "proj", "import time\n\ndef test_a():\n    time.sleep(0.01)\n\n"
+                                           "def test_b():\n    pass\n")
+    first = api_flaky(root, runs=2, seed=2)
+    assert [json.loads(u)["kind"] for u in _units(first)][:1] == ["survey"] and first.plan["pass_seconds"] > 0
+    second = api_flaky(root, runs=2, seed=2)
+    assert "survey" not in [json.loads(u)["kind"] for u in _units(second)]
+    assert second.plan["fast"]["tests"] == 2
+
+
+def _units(result) -> list[str]:
+    return (Path(result.state_dir) / "units.jsonl").read_text().splitlines()

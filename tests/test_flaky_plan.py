@@ -136,12 +136,24 @@ def test_a_rerun_alone_waits_for_the_machine_and_nothing_starts_beside_it():
 
 def test_the_survey_splits_the_suite_across_the_workers_once():
     p = Planner(TESTS, axes(), master_seed=1)
-    first, second = p.next_unit(500, 2), p.next_unit(500, 2, running=[])
+    first = p.next_unit(500, 2)
+    second = p.next_unit(500, 2, running=[first])
     assert first.tests == TESTS[:3] and second.tests == TESTS[3:]
     assert first.kind == second.kind == "survey" and first.caps == {t: 1 for t in TESTS[:3]}
-    assert p.next_unit(500, 2) is None          # every test is being timed
+    assert p.next_unit(500, 2, running=[first, second]) is None          # every test is being timed
     p.record([row(t, first.id) for t in first.tests], unit=first)
-    assert sorted(p.next_unit(500, 2).tests) == TESTS[:3]   # the timed half goes on while the rest is timed
+    assert sorted(p.next_unit(500, 2, running=[second]).tests) == TESTS[:3]   # the timed half goes on
+
+
+def test_a_survey_unit_cut_short_hands_the_rest_of_its_chunk_on():
+    p = Planner(TESTS, axes(), master_seed=1)
+    first = p.next_unit(500, 1)
+    assert first.tests == TESTS and first.max_seconds == 15.0
+    p.record([row(TESTS[0], first.id)], unit=first)        # it stopped after one test
+    second = p.next_unit(500, 1)
+    assert second.kind == "survey" and second.tests == TESTS[1:]
+    p.record([], unit=second)                             # twice left out: they run with the fast ones
+    assert p.next_unit(500, 1).kind == "fast"
 
 
 def test_known_durations_spare_the_survey():

@@ -32,6 +32,10 @@ from audit.scratch import sync_copy
 from audit.stats import runs_to_bound
 
 REPRO_TIMEOUT = 120.0
+# pytest's own exit codes for "could not run them" (interrupted by errors, internal error, usage
+# error, nothing collected): the project is broken, so the audit stops. A unit we killed (stalled
+# under load) or that crashed is recorded and the audit goes on.
+PYTEST_FAILED_TO_RUN = (2, 3, 4, 5)
 
 
 class _Audit:
@@ -163,7 +167,7 @@ class _Audit:
 
     def _unit_done(self, res) -> None:
         unit = res.unit
-        if res.returncode not in (0, 1) and not res.rows and not res.interrupted:
+        if res.returncode in PYTEST_FAILED_TO_RUN and not res.rows and not res.interrupted:
             raise AuditError(f"pytest could not run the tests (exit {res.returncode}):\n"
                              f"{res.log_tail[-1500:]}")
         for row in res.rows:

@@ -47,6 +47,9 @@ SLOW_SHARE = 1 / 600   # ... and at least this share of the budget (0.25 s of a 
 SLOW_UNIT = 15.0       # seconds of slow tests packed into one slow unit (at least the slowest one)
 HEAVY_SHARE = 0.35     # a test peaking above this share of the machine's memory runs alone
 QUARANTINE_UNITS = 3   # extra lone runs of a test that hung or crashed
+SURVEY_SECONDS = 15.0  # a survey unit times tests for at least this long, ...
+SURVEY_SHARE = 0.1     # ... or this share of the budget, then hands the rest of its chunk on
+SURVEY_TRIES = 2       # survey units a test may be left out of before it runs with the fast ones
 TIMEOUT_FACTOR = 5     # a test may take this many times its measured duration before it counts as hung
 
 
@@ -167,7 +170,8 @@ class Planner:
         self.memory_mb = memory_mb if memory_mb is not None else machine_memory_mb()
         self.peak_mb: dict[str, float] = {}
         self.surveying: set[str] = set()      # tests in a survey unit still running
-        self.survey_chunks: list[list[str]] | None = None
+        self.survey_units = 0                 # survey units running
+        self.survey_tries: dict[str, int] = {}
         self.turn = 0
         self.heavy_due = False
 
@@ -177,8 +181,12 @@ class Planner:
         spent = 0.0
         if unit is not None and unit.kind == "survey":
             self.surveying.difference_update(unit.tests)
-            for n in unit.tests:   # a test the survey could not time runs with the fast ones
-                self.test_seconds.setdefault(n, 0.0)
+            timed = {r["nodeid"] for r in rows}
+            for n in unit.tests:   # the rest of a chunk cut short goes to the next survey unit ...
+                if n not in timed:
+                    self.survey_tries[n] = self.survey_tries.get(n, 0) + 1
+                    if self.survey_tries[n] >= SURVEY_TRIES:   # ... unless it never gets timed
+                        self.test_seconds.setdefault(n, 0.0)
         for row in rows:
             t = self.tally.get(row["nodeid"])
             if t is None:
@@ -244,7 +252,7 @@ class Planner:
             return self._alone(faulted[0], seconds_left)
         unmeasured = [n for n in pending if n not in self.test_seconds]
         if unmeasured:
-            return self._survey(unmeasured, workers, seconds_left)
+            return self._survey(unmeasured, workers, running, seconds_left)
         heavy = [n for n in pending if self.heavy(n)]
         if heavy and self.heavy_due:
             if running:
@@ -281,17 +289,18 @@ class Planner:
         """Its peak memory alone would take a large share of the machine."""
         return bool(self.memory_mb) and self.peak_mb.get(nodeid, 0.0) > HEAVY_SHARE * self.memory_mb
 
-    def _survey(self, unmeasured: list[str], workers: int, seconds_left: float) -> Unit:
-        """Every test once, the suite split into one contiguous chunk per worker (modules stay
-        together, so their fixtures are built once)."""
-        if self.survey_chunks is None:
-            size = math.ceil(len(unmeasured) / max(1, workers))
-            self.survey_chunks = [unmeasured[i:i + size] for i in range(0, len(unmeasured), size)]
-        chunk = self.survey_chunks.pop(0) if self.survey_chunks else unmeasured
-        chunk = [n for n in chunk if n in unmeasured] or unmeasured
+    def _survey(self, unmeasured: list[str], workers: int, running, seconds_left: float) -> Unit:
+        """Every test once: the untimed tests split into contiguous chunks among the workers not
+        surveying yet (modules stay together, so their fixtures are built once). A chunk stops
+        after SURVEY_SECONDS; what it left goes to the next survey unit."""
+        free = max(1, workers - sum(1 for u in running if u.kind == "survey"))
+        chunk = unmeasured[:math.ceil(len(unmeasured) / free)]
         self.surveying.update(chunk)
-        return self._unit(chunk, rounds=1, seconds_left=seconds_left, caps={n: 1 for n in chunk}, kind="survey",
+        unit = self._unit(chunk, rounds=1, seconds_left=seconds_left, caps={n: 1 for n in chunk}, kind="survey",
                           order="file")
+        unit.max_seconds = max(1.0, min(seconds_left - self.startup - 1.0,
+                                         max(SURVEY_SECONDS, SURVEY_SHARE * self.budget)))
+        return unit
 
     def _slow_unit(self, slow: list[str], seconds_left: float) -> Unit:
         """Slow tests, least sampled first, one execution each, up to SLOW_UNIT seconds."""
