@@ -152,7 +152,15 @@ def test_a_survey_unit_cut_short_hands_the_rest_of_its_chunk_on():
     p.record([row(TESTS[0], first.id)], unit=first)        # it stopped after one test
     second = p.next_unit(500, 1)
     assert second.kind == "survey" and second.tests == TESTS[1:]
-    p.record([], unit=second)                             # twice left out: they run with the fast ones
+    p.record([row(TESTS[1], second.id)], unit=second)      # cut short again: the rest is still surveyed
+    third = p.next_unit(500, 1)
+    assert third.kind == "survey" and third.tests == TESTS[2:]
+    p.record([], unit=third, missing={TESTS[2]})            # not collected: it runs with the fast ones
+    assert p.test_seconds[TESTS[2]] == 0.0 and TESTS[3] not in p.test_seconds
+    fourth = p.next_unit(500, 1)
+    assert fourth.kind == "survey" and fourth.tests == TESTS[3:]
+    p.record([], unit=fourth)                              # a unit that timed nothing twice (stalled):
+    p.record([], unit=p.next_unit(500, 1))                 # no more surveys for its tests
     assert p.next_unit(500, 1).kind == "fast"
 
 

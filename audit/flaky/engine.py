@@ -42,6 +42,7 @@ class _Audit:
     """One run of the engine: the scheduler between the planner, the pool and the repros."""
 
     def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None):
+        self.t0 = time.monotonic()   # the budget counts collection too
         self.cfg = cfg
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
@@ -102,7 +103,6 @@ class _Audit:
         budget = float(self.flaky_cfg.budget)
         workers = self.workers = self.flaky_cfg.workers or os.cpu_count() or 1
         timeout = float(self.flaky_cfg.timeout)
-        self.t0 = time.monotonic()
         self.deadline = self.t0 + max(0.0, budget - self.spent_before)
         pool = Pool(workers)
         self.pool = pool
@@ -175,7 +175,7 @@ class _Audit:
         missing = {e["nodeid"] for e in res.events if e.get("event") == "missing"}
         if missing - set(self.state.meta.get("missing", [])):
             self.state.meta["missing"] = sorted(missing | set(self.state.meta.get("missing", [])))
-        self.planner.record(res.rows, res.seconds, res.startup, unit=unit)
+        self.planner.record(res.rows, res.seconds, res.startup, unit=unit, missing=missing)
         if not self.plan and not self.planner.surveying and all(n in self.planner.test_seconds for n in self.tests):
             self.plan = self.planner.describe(self.deadline - time.monotonic(), self.workers)
             self.on_plan(self.plan)

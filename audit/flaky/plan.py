@@ -49,7 +49,7 @@ HEAVY_SHARE = 0.35     # a test peaking above this share of the machine's memory
 QUARANTINE_UNITS = 3   # extra lone runs of a test that hung or crashed
 SURVEY_SECONDS = 15.0  # a survey unit times tests for at least this long, ...
 SURVEY_SHARE = 0.1     # ... or this share of the budget, then hands the rest of its chunk on
-SURVEY_TRIES = 2       # survey units a test may be left out of before it runs with the fast ones
+SURVEY_TRIES = 2       # survey units that may time nothing before their tests run with the fast ones
 TIMEOUT_FACTOR = 5     # a test may take this many times its measured duration before it counts as hung
 
 
@@ -177,16 +177,18 @@ class Planner:
 
     # ---- learning from results --------------------------------------------------------
     def record(self, rows: list[dict], unit_seconds: float | None = None,
-               startup: float | None = None, unit: Unit | None = None) -> None:
+               startup: float | None = None, unit: Unit | None = None, missing=()) -> None:
         spent = 0.0
         if unit is not None and unit.kind == "survey":
             self.surveying.difference_update(unit.tests)
             timed = {r["nodeid"] for r in rows}
-            for n in unit.tests:   # the rest of a chunk cut short goes to the next survey unit ...
-                if n not in timed:
+            for n in unit.tests:   # the rest of a chunk cut short goes to the next survey unit, ...
+                if n in timed:
+                    continue
+                if not rows:       # ... unless the unit timed nothing at all (it stalled) ...
                     self.survey_tries[n] = self.survey_tries.get(n, 0) + 1
-                    if self.survey_tries[n] >= SURVEY_TRIES:   # ... unless it never gets timed
-                        self.test_seconds.setdefault(n, 0.0)
+                if n in missing or self.survey_tries.get(n, 0) >= SURVEY_TRIES:   # ... or cannot time it
+                    self.test_seconds.setdefault(n, 0.0)
         for row in rows:
             t = self.tally.get(row["nodeid"])
             if t is None:
