@@ -30,8 +30,11 @@ def test_report_validates_and_maps_every_status():
     jsonschema.validate(report, SCHEMA)
     entry = report["files"]["pkg/mod.py"]
     assert entry["language"] == "python" and entry["source"].startswith("import torch")
-    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Timeout", "Survived", "NoCoverage", "Pending",
-                                                       "Pending", "Ignored", "RuntimeError"]
+    # STATUSES: killed, timeout, seed_dependent, survived, no_coverage, unchecked, suspicious, skipped,
+    # harness_error, error
+    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Timeout", "Survived", "Survived", "NoCoverage",
+                                                       "Pending", "Pending", "Ignored", "RuntimeError",
+                                                       "RuntimeError"]
     first = entry["mutants"][0]
     assert first["mutatorName"] == "change_dim" and first["killedBy"] == ["tests/test_mod.py::test_f"]
     assert first["location"] == {"start": {"line": 3, "column": 12}, "end": {"line": 3, "column": 31}}

@@ -96,6 +96,7 @@ class Spec:
         self.timeout: float = data["timeout"]
         self.killers_dir: str = data["killers_dir"]
         self.results: str = data["results"]
+        self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
 
     @classmethod
     def default(cls) -> "Spec":
@@ -315,34 +316,113 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
 
 # --------------------------------------------------------------------------- running
 
+HARNESS_SUFFIX = ".harness"  # beside a mutant's killers file: why its run gave no verdict
+HARNESS_ERROR = 39  # our exit code for a mutant's run that ended without a test verdict (mutmut knows no 39)
+_PYTEST_EXITS = {2: "interrupted or collection error", 3: "pytest internal error", 4: "pytest usage error",
+                 5: "no tests collected"}
+
+
+class _Recorder:
+    """A pytest plugin noting what a run really did: failed tests (with their report), collection
+    errors, and whether it was stopped by Ctrl-C."""
+
+    def __init__(self):
+        self.failed: dict[str, str] = {}
+        self.collect_errors: dict[str, str] = {}
+        self.interrupted = False
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed and report.nodeid not in self.failed:
+            self.failed[report.nodeid] = report.longreprtext
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors[report.nodeid or "."] = report.longreprtext
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
+
+
+def verdict_code(code: int, recorder: _Recorder) -> int:
+    """The exit code mutmut is told for one mutant: a kill only when a test failed.
+
+    pytest's internal errors (3), usage errors (4), collection errors and a run interrupted other
+    than by Ctrl-C (2), or an exit 1 with no failed test, say nothing about the mutant."""
+    if code == 1 and recorder.failed and not recorder.collect_errors:
+        return 1
+    if code == 2 and recorder.interrupted:
+        return 2   # Ctrl-C: mutmut's "check was interrupted by user"
+    if code in (0, 5):
+        return code
+    return HARNESS_ERROR
+
+
+def harness_reason(code: int, recorder: _Recorder) -> str:
+    """Why a run gave no verdict: pytest's exit, then the collection errors it reported."""
+    head = f"pytest exit {code}" + (f" ({_PYTEST_EXITS[code]})" if code in _PYTEST_EXITS else "")
+    details = [f"collection error in {where}:\n{text}" for where, text in recorder.collect_errors.items()]
+    return "\n".join([head, *details]).strip()
+
+
 class AuditPytestRunner(PytestRunner):
-    """Runs covering tests in suite order and records the test that killed each mutant."""
+    """Runs covering tests in suite order, records the test that killed each mutant, scores a kill only
+    for a failed test (see :func:`verdict_code`), and keeps the pytest reports of a failing stats or
+    clean run for the engine (``SPEC.diagnostics``), since mutmut's forked children lose that output."""
 
     def _pytest_args_regular_run(self, tests):
         order = {name: i for i, name in enumerate(state().duration_by_test)}
         tests = sorted(tests, key=lambda t: (order.get(t, len(order)), t))
-        return super()._pytest_args_regular_run(tests)
+        args = super()._pytest_args_regular_run(tests)
+        if _phase() == "stats":
+            args.remove("-x")  # find every test that cannot run under the trampolines, not just the first
+        return args
+
+    def execute_pytest(self, params, **kwargs):
+        from mutmut.runners.harness import BadTestExecutionCommandsException
+
+        recorder = _Recorder()
+        kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder]
+        self.recorder = recorder
+        try:
+            code = super().execute_pytest(params, **kwargs)
+        except BadTestExecutionCommandsException:
+            code = 4
+        if code != 0 and _phase() in ("stats", "clean"):
+            _write_diagnostics(_phase(), code, recorder)
+        return code
 
     def run_tests(self, *, mutant_name, tests) -> int:
         if not mutant_name:
             return super().run_tests(mutant_name=mutant_name, tests=tests)
-        failed: list[str] = []
         killers = Path(SPEC.killers_dir, mutant_name) if SPEC is not None else None
         if killers is not None:
             killers.unlink(missing_ok=True)  # a verdict from an earlier version of this mutant
+            Path(str(killers) + HARNESS_SUFFIX).unlink(missing_ok=True)
+        code = super().run_tests(mutant_name=mutant_name, tests=tests)
+        verdict = verdict_code(code, self.recorder)
+        if killers is not None and verdict == 1:
+            killers.write_text("\n".join(self.recorder.failed))
+        elif killers is not None and verdict == HARNESS_ERROR:
+            Path(str(killers) + HARNESS_SUFFIX).write_text(harness_reason(code, self.recorder))
+        return verdict
 
-        class Recorder:
-            def pytest_runtest_logreport(self, report):
-                if report.failed:
-                    failed.append(report.nodeid)
 
-        from mutmut.utils.file_utils import change_cwd
+def _phase() -> str:
+    """Which of mutmut's runs this is: ``stats``, ``clean``, ``fail`` (forced fail) or ``mutant``."""
+    from mutmut.mutation.trampoline import get_mutant_under_test
 
-        with change_cwd("mutants"):
-            code = int(self.execute_pytest(self._pytest_args_regular_run(tests), plugins=[Recorder()]))
-        if failed and killers is not None:
-            killers.write_text("\n".join(dict.fromkeys(failed)))
-        return code
+    name = get_mutant_under_test()
+    return name if name in ("stats", "fail") else "clean" if not name else "mutant"
+
+
+def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
+    if SPEC is None or not SPEC.diagnostics:
+        return
+    from audit.atomic import write_json
+
+    write_json(SPEC.diagnostics, {"phase": phase, "exit_code": code, "failed": recorder.failed,
+                                  "collect_errors": recorder.collect_errors,
+                                  "reason": harness_reason(code, recorder)})
 
 
 def mutant_runner(max_workers: int = 1):
@@ -355,13 +435,18 @@ def mutant_runner(max_workers: int = 1):
                             test_runner_args={}, debug=cfg.debug, max_restarts=cfg.max_forkserver_restarts)
 
 
+# test code inside a package is copied, never mutated (mutmut's fnmatch patterns, where * spans folders)
+TEST_FILES = ("*/tests/*", "*/test/*", "*/testing/*", "test_*.py", "*/test_*.py", "*_test.py", "conftest.py",
+              "*/conftest.py")
+
+
 def configure(spec: Spec) -> Config:
     """mutmut's configuration, built from the spec rather than read from the project's files."""
     source_paths = [Path(p) for p in spec.source_paths]
     multiplier = 10.0
     return Config(
         also_copy=[Path(p) for p in spec.also_copy],
-        only_mutate=[], do_not_mutate=[], do_not_mutate_patterns=[],
+        only_mutate=[], do_not_mutate=list(TEST_FILES), do_not_mutate_patterns=[],
         max_stack_depth=-1, debug=False,
         source_paths=source_paths,
         resolved_mutated_source_paths=[Path.cwd().resolve() / "mutants" / p for p in source_paths],
@@ -434,4 +519,6 @@ def status_from_mutmut(exit_code: int | None, mutmut_status: str) -> str:
     """Our status for a mutant mutmut left with *exit_code* and *mutmut_status*."""
     if exit_code in (-9, 137):  # SIGKILL after the CPU limit's grace second: mutmut calls it a segfault
         return "timeout"
+    if exit_code == HARNESS_ERROR:
+        return "harness_error"
     return _FROM_MUTMUT.get(mutmut_status, "error")
