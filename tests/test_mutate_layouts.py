@@ -83,42 +83,36 @@ def test_src_layout_reruns_unconfigured_never_mutates_tests_and_an_internal_erro
     assert "without a verdict" in out.out and "pytest exit 3" in out.out
 
 
-JIT_CORE = '''
-import torch
+# A test that passes under plain pytest and fails under mutmut (it sees mutmut's MUTANT_UNDER_TEST),
+# the way pytorch-crf's torch.jit.script tests fail on trampolined methods ("Can't redefine method").
+UNDER_MUTMUT_TESTS = '''
+import os
+from toy.core import scale
 
 
-def double(x: torch.Tensor) -> torch.Tensor:
-    return x * 2
-'''
-
-JIT_TESTS = '''
-import torch
-from jitty.core import double
+def test_scale():
+    assert scale([1, 2], 3) == [3, 6]
 
 
-def test_double():
-    assert torch.equal(double(torch.ones(2)), torch.full((2,), 2.0))
-
-
-def test_scripted_double():
-    assert torch.equal(torch.jit.script(double)(torch.ones(2)), torch.full((2,), 2.0))
+def test_not_under_mutmut():
+    assert "MUTANT_UNDER_TEST" not in os.environ
 '''
 
 
 def test_tests_that_cannot_run_under_trampolines_are_deselected_with_a_note_and_the_run_goes_on(tmp_path, capsys):
-    project = write(tmp_path / "proj", {"jitty/__init__.py": "", "jitty/core.py": JIT_CORE,
-                                        "tests/test_core.py": JIT_TESTS,
-                                        "pytest.ini": "[pytest]\naddopts = -q\npythonpath = .\n"})
-    code = main(["mutate", str(project), "--operators", "mutmut_number", "--no-record",
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE,
+                                        "tests/test_core.py": UNDER_MUTMUT_TESTS,
+                                        "tox.ini": "[pytest]\naddopts = -q\npythonpath = .\n"})
+    code = main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record",
                  "--json", str(tmp_path / "m.json")])
     out = capsys.readouterr().out
     assert code == 0, out
     data = json.loads((tmp_path / "m.json").read_text())
     assert [(m["status"], m["killed_by"]) for m in data["mutants"]] == [
-        ("killed", ["tests/test_core.py::test_double"])]
+        ("killed", ["tests/test_core.py::test_scale"])]
     [note] = data["notes"]
-    assert "tests/test_core.py::test_scripted_double" in note and "tests/test_core.py::test_double" not in note
-    assert "test_scripted_double" in " ".join(out.split())
+    assert "tests/test_core.py::test_not_under_mutmut" in note and "tests/test_core.py::test_scale" not in note
+    assert "test_not_under_mutmut" in " ".join(out.split())
 
 
 CLEAN_RUN_TESTS = '''

@@ -333,7 +333,8 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report):
         if report.failed and report.nodeid not in self.failed:
-            self.failed[report.nodeid] = report.longreprtext
+            captured = "\n".join(f"--- {name} ---\n{text}" for name, text in report.sections if text.strip())
+            self.failed[report.nodeid] = "\n".join(filter(None, [report.longreprtext, captured]))
 
     def pytest_collectreport(self, report):
         if report.failed:
