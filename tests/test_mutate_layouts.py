@@ -178,3 +178,37 @@ def test_coverage_from_addopts_is_off_in_mutmuts_runs(tmp_path):
     assert {m["status"] for m in data["mutants"]} == {"killed"}
     assert not list((tmp_path / "cache").rglob("htmlcov")) and not list((tmp_path / "cache").rglob(".coverage"))
 
+
+
+SEED_CORE = '''
+import torch
+
+
+def clip(x):
+    return x.clamp(max=1.0)
+'''
+
+# Only some seeds draw a value between 1 and 2: the mutant clamp(max=2.0) is caught by luck of the seed.
+SEED_TESTS = '''
+import torch
+from toy.core import clip
+
+
+def test_clip_bounds_values():
+    assert clip(torch.randn(3)).max() <= 1.0
+'''
+
+
+def test_a_kill_that_depends_on_the_seed_is_marked_and_not_scored_as_detected(tmp_path, capsys):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": SEED_CORE,
+                                        "tests/test_core.py": SEED_TESTS,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"})
+    main(["mutate", str(project), "--operators", "mutmut_number", "--no-record", "--json", str(tmp_path / "m.json")])
+    out = " ".join(capsys.readouterr().out.split())
+    data = json.loads((tmp_path / "m.json").read_text())
+    validate(data)
+    [mutant] = data["mutants"]
+    assert mutant["status"] == "seed_dependent", mutant
+    assert 1 <= mutant["seed_kills"] < mutant["seed_runs"] == 5
+    assert data["counts"]["seed_dependent"] == 1 and data["score"] == 0.0
+    assert f"killed (seed-dependent, {mutant['seed_kills']} of 5 seeds)" in out

@@ -52,7 +52,7 @@ def test_json_report_has_the_issue_fields_and_scores():
     validate(data)
     assert data["schema"] == "ml-audit.mutate/2"
     assert set(data["mutants"][0]) == {"id", "operator", "path", "line", "function", "status", "diff", "killed_by",
-                                       "ml", "killer"}
+                                       "ml", "killer", "seed_kills", "seed_runs", "reason"}
     # killed + timeout detected of killed, timeout, survived, no_coverage (unchecked and error left out)
     assert data["score"] == 50.0
     # mutants 1, 3, 5, 7 (killed, survived, unchecked, skipped) are change_dim's

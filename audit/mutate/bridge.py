@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -97,6 +98,8 @@ class Spec:
         self.killers_dir: str = data["killers_dir"]
         self.results: str = data["results"]
         self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
+        self.draws: str = data.get("draws", "")              # the stats run's plugin rows: which tests draw
+        self.seeds: list[int] = list(data.get("seeds", []))  # other seeds a kill by a drawing test is re-checked under
 
     @classmethod
     def default(cls) -> "Spec":
@@ -383,6 +386,8 @@ class AuditPytestRunner(PytestRunner):
 
         recorder = _Recorder()
         kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder]
+        if _phase() == "stats" and SPEC is not None and SPEC.draws:
+            params = [*params, f"--audit-rows={SPEC.draws}"]  # the plugin notes which tests draw randomness
         self.recorder = recorder
         try:
             code = super().execute_pytest(params, **kwargs)
@@ -424,6 +429,46 @@ def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
     write_json(SPEC.diagnostics, {"phase": phase, "exit_code": code, "failed": recorder.failed,
                                   "collect_errors": recorder.collect_errors,
                                   "reason": harness_reason(code, recorder)})
+
+
+SEED_OPTION = re.compile(r"^(--audit-seed-(?:torch|numpy|random))=\S+$")
+
+
+def drawing_tests(rows_file: str) -> set[str]:
+    """Tests whose stats-run execution drew from an RNG (the ml_audit plugin's rows)."""
+    path = Path(rows_file)
+    if not rows_file or not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["nodeid"] for row in rows if row.get("event") == "row" and row.get("drew_any")}
+
+
+def recheck_seeds(records: list[dict], spec: Spec) -> None:
+    """Re-run each mutant killed by a test that draws randomness under the spec's other seeds, with the
+    mutant active, and note in its record under how many of all the seeds (the pinned one included) it
+    was killed: a kill under some seeds only is no evidence that the suite catches the bug."""
+    from mutmut.mutation.trampoline import set_mutant_under_test
+    from mutmut.utils.file_utils import change_cwd
+    from mutmut.workers.isolation import run_in_fork
+
+    drawing = drawing_tests(spec.draws)
+    for record in records:
+        tests = [t for t in record["killed_by"] if t in drawing]
+        if record["mutmut_status"] != "killed" or not tests or not spec.seeds:
+            continue
+        kills = 1  # the pinned seed's verdict
+        for seed in spec.seeds:
+            def run(seed=seed, tests=tests, name=record["id"]) -> int:
+                set_mutant_under_test(name)
+                runner = AuditPytestRunner()
+                runner._pytest_add_cli_args = [SEED_OPTION.sub(rf"\g<1>={seed}", a)
+                                               for a in runner._pytest_add_cli_args]
+                with change_cwd("mutants"):
+                    code = runner.execute_pytest(runner._pytest_args_regular_run(tests))
+                return verdict_code(code, runner.recorder)
+
+            kills += run_in_fork(run) == 1
+        record.update(seed_kills=kills, seed_runs=len(spec.seeds) + 1)
 
 
 def mutant_runner(max_workers: int = 1):
@@ -516,10 +561,13 @@ _FROM_MUTMUT = {"killed": "killed", "survived": "survived", "timeout": "timeout"
                 "check was interrupted by user": "unchecked", "suspicious": "suspicious", "skipped": "skipped"}
 
 
-def status_from_mutmut(exit_code: int | None, mutmut_status: str) -> str:
+def status_from_mutmut(exit_code: int | None, mutmut_status: str, seed_kills: int | None = None,
+                       seed_runs: int | None = None) -> str:
     """Our status for a mutant mutmut left with *exit_code* and *mutmut_status*."""
     if exit_code in (-9, 137):  # SIGKILL after the CPU limit's grace second: mutmut calls it a segfault
         return "timeout"
     if exit_code == HARNESS_ERROR:
         return "harness_error"
+    if seed_kills is not None and seed_runs and seed_kills < seed_runs and mutmut_status == "killed":
+        return "seed_dependent"
     return _FROM_MUTMUT.get(mutmut_status, "error")

@@ -38,6 +38,7 @@ FORK_SAFE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_T
                  "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
+RECHECK_SEEDS = [1, 2, 3, 4]  # a kill by a test that draws randomness is re-checked under these too
 STOP_GRACE = 20.0  # seconds the worker gets to save mutmut's verdicts after Ctrl-C
 SPINNER = re.compile(r"^[\u2800-\u28ff] ")  # mutmut's spinner lines, never worth showing
 
@@ -156,6 +157,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
         if not stamp.exists() or json.loads(stamp.read_text()) != fingerprint:
             shutil.rmtree(workdir / "mutants", ignore_errors=True)  # cached verdicts no longer hold
             shutil.rmtree(scratch / "killers", ignore_errors=True)
+            (scratch / "draws.jsonl").unlink(missing_ok=True)
             stamp.unlink(missing_ok=True)
 
         if not checked:
@@ -174,7 +176,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
             "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
             "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
             "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
-            "diagnostics": str(diagnostics),
+            "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "seeds": RECHECK_SEEDS,
         }
         (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
         results = scratch / "results.json"
@@ -209,7 +211,9 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     operators = registry.all_operators()
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
                       end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
-                      function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
+                      function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"],
+                                                                         r.get("seed_kills"), r.get("seed_runs")),
+                      seed_kills=r.get("seed_kills"), seed_runs=r.get("seed_runs"),
                       diff=r["diff"], killed_by=r["killed_by"], ml=operators[r["operator"]].ml,
                       killer=operators[r["operator"]].killer, reason=r.get("reason", ""))
                for r in data["mutants"]]

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     from audit.pytest_run import die_with_parent
 
     die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
-    from audit.mutate.bridge import Spec, install, run_mutmut
+    from audit.mutate.bridge import Spec, install, recheck_seeds, run_mutmut
     from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
@@ -85,6 +85,11 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - start
     sys.stdout.flush()
     mutants = collect(spec)
+    if exit_code == 0:
+        try:
+            recheck_seeds(mutants, spec)
+        except KeyboardInterrupt:  # the verdicts stand; what was re-checked so far is kept
+            pass
     write_json(spec.results, {"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants})
     return 0
 
