@@ -236,22 +236,13 @@ def function_trampoline_arrangement(function: cst.FunctionDef, mutants, class_na
     return declaration, method_nodes, assignments, mutant_names
 
 
-def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef,
-                   start_line: int) -> str:
-    before = module.code_for_node(original.with_changes(leading_lines=[])).splitlines(keepends=True)
-    after = module.code_for_node(mutated.with_changes(leading_lines=[], name=original.name)).splitlines(
-        keepends=True)
-    lines = []
-    for line in difflib.unified_diff(before, after, f"a/{path}", f"b/{path}", n=1):
-        if line.startswith("@@"):
-            head = line.split("@@")[1].split()
-            def shift(part):
-                sign, rest = part[0], part[1:]
-                first, _, count = rest.partition(",")
-                return f"{sign}{int(first) + start_line - 1}" + (f",{count}" if count else "")
-            line = f"@@ {shift(head[0])} {shift(head[1])} @@\n"
-        lines.append(line if line.endswith("\n") else line + "\n")
-    return "".join(lines)
+def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef) -> str:
+    """A unified diff of the whole file with one function mutated, so that ``patch -p1`` applies it
+    (a method keeps its class-body indentation, multi-line strings stay as they are)."""
+    before = module.code.splitlines(keepends=True)
+    after = cast(cst.Module, module.deep_replace(original, mutated.with_changes(name=original.name)))
+    lines = difflib.unified_diff(before, after.code.splitlines(keepends=True), f"a/{path}", f"b/{path}", n=1)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _replacement(module: cst.Module, node) -> str:
@@ -275,8 +266,7 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
     ignored = get_ignored_lines(filename, code, wrapper, excluded_lines)
     visitor = AuditVisitor(operators, ignored, allowed, noisy)
     module = wrapper.visit(visitor)
-    # (the wrapper visited its own copy of the tree: `module` and `positions` are that copy's nodes)
-    positions = wrapper.resolve(PositionProvider)
+    # (the wrapper visited its own copy of the tree: `module` holds that copy's nodes)
     _ARRANGED.clear()
     mutated_file = combine_mutations_to_source(module, visitor.mutations, visitor.ignored_classes,
                                                visitor.ignored_functions)
@@ -284,8 +274,6 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
     for mutant_name, mutation, mutated_function, class_name in _ARRANGED:
         operator, line, col, end_line, end_col = visitor.site[id(mutation)]
         function = mutation.contained_by_top_level_function
-        pos = positions.get(function)
-        start = pos.start.line if pos else line
         qualname = f"{class_name}.{function.name.value}" if class_name else function.name.value
         records.append({
             "id": get_mutant_name(Path(filename), mutant_name),
@@ -296,7 +284,7 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
             "end_column": end_col,
             "replacement": _replacement(module, mutation.mutated_node),
             "function": qualname,
-            "diff": _function_diff(module, filename, function, mutated_function, start),
+            "diff": _function_diff(module, filename, function, mutated_function),
         })
     _ARRANGED.clear()
     mutated_file = replace(mutated_file, hash_by_function_name=file_mutation._compute_mutated_function_hashes(
