@@ -212,3 +212,22 @@ def test_a_kill_that_depends_on_the_seed_is_marked_and_not_scored_as_detected(tm
     assert 1 <= mutant["seed_kills"] < mutant["seed_runs"] == 5
     assert data["counts"]["seed_dependent"] == 1 and data["score"] == 0.0
     assert f"killed (seed-dependent, {mutant['seed_kills']} of 5 seeds)" in out
+
+
+BRANCH_CORE = '''
+def scale(values, factor, device="cpu"):
+    if device == "cuda":
+        return [v / factor for v in values]
+    return [v * factor for v in values]
+'''
+
+
+def test_a_mutant_on_a_line_no_test_executes_is_no_coverage_not_survived(tmp_path):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": BRANCH_CORE,
+                                        "tests/test_core.py": TESTS,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"})
+    assert main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    by_line = sorted((m["line"], m["status"]) for m in data["mutants"])
+    assert by_line == [(3, "killed"), (4, "no_coverage"), (5, "killed")], by_line

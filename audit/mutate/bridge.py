@@ -17,6 +17,7 @@ It also offers mutmut's own operators under stable names and maps mutmut's verdi
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -299,6 +300,8 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
     if SPEC.allowed_lines is not None:
         allowed = set(SPEC.allowed_lines.get(Path(filename).as_posix(), []))
     mutated_file, records = generate(filename, code, OPERATORS, allowed, SPEC.noisy, coverage_excluded_lines)
+    for record in records:  # a mutant on a line no test executes has no coverage, whatever tests reach its function
+        record["covered"] = covered_lines is None or record["line"] in covered_lines
     sidecar = Path("mutants") / (filename + SIDECAR_SUFFIX)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     sidecar.write_text(json.dumps({"path": Path(filename).as_posix(), "mutants": records}, indent=1))
@@ -392,6 +395,8 @@ class AuditPytestRunner(PytestRunner):
         if killers is not None:
             killers.unlink(missing_ok=True)  # a verdict from an earlier version of this mutant
             Path(str(killers) + HARNESS_SUFFIX).unlink(missing_ok=True)
+        if mutant_name in _uncovered():
+            return NO_TESTS
         code = super().run_tests(mutant_name=mutant_name, tests=tests)
         verdict = verdict_code(code, self.recorder)
         if killers is not None and verdict == 1:
@@ -399,6 +404,18 @@ class AuditPytestRunner(PytestRunner):
         elif killers is not None and verdict == HARNESS_ERROR:
             Path(str(killers) + HARNESS_SUFFIX).write_text(harness_reason(code, self.recorder))
         return verdict
+
+
+NO_TESTS = 33  # mutmut's exit code for a mutant no test covers
+
+
+@functools.cache
+def _uncovered() -> frozenset[str]:
+    """Mutants on lines no test executed (the sidecars' ``covered``), read once per fork server."""
+    names = set()
+    for sidecar in Path("mutants").rglob("*" + SIDECAR_SUFFIX):
+        names.update(r["id"] for r in json.loads(sidecar.read_text())["mutants"] if not r.get("covered", True))
+    return frozenset(names)
 
 
 def _phase() -> str:
@@ -486,7 +503,7 @@ def configure(spec: Spec) -> Config:
         resolved_mutated_source_paths=[Path.cwd().resolve() / "mutants" / p for p in source_paths],
         pytest_add_cli_args=list(spec.pytest_args),
         pytest_add_cli_args_test_selection=list(spec.test_paths),
-        mutate_only_covered_lines=False,
+        mutate_only_covered_lines=True,  # mutmut measures line coverage once; we keep every mutant (see above)
         timeout_multiplier=multiplier, timeout_constant=spec.timeout / multiplier,
         type_check_command=[], use_setproctitle=False, track_dependencies=True, dependency_tracking_depth=-1,
         cache_invalidation_files=[], cache_invalidation_exclude=[], on_dependency_change="ignore",
