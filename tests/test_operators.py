@@ -120,6 +120,13 @@ def test_scale_hyperparam_leaves_the_eps_of_numerical_checks_alone():
     assert found and all("Adam" in before and "gradcheck" not in after for _, before, after in found), found
 
 
+def test_graph_keeping_mutants_are_not_made_under_no_grad():
+    source = ("def f(torch, model, xs):\n    total = 0.0\n    for x in xs:\n        total += model(x).item()\n"
+              "    with torch.no_grad():\n        for x in xs:\n            total += model(x).item()\n"
+              "    return total\n")
+    assert [r["line"] for r in mutants(source, "drop_item")] == [4]
+
+
 def test_every_ml_operator_is_exercised_above():
     assert {c[0] for c in CASES} | {"drop_no_grad"} == set(SHARED_NAMES)
 

@@ -115,6 +115,10 @@ OPERATORS: list[ops.Operator] = []  # what the worker's spec selected
 
 # --------------------------------------------------------------------------- generation
 
+# operators whose bug is a kept autograd graph (see the catalog): meaningless under no_grad
+GRAD_ONLY = {"drop_item", "drop_detach"}
+
+
 class AuditVisitor(MutationVisitor):
     """mutmut's visitor with named operators, pruning, a line filter and grad-decorated functions."""
 
@@ -128,8 +132,12 @@ class AuditVisitor(MutationVisitor):
         self._arguments: set[int] = set()
         self.site: dict[int, tuple] = {}  # id(mutation) -> (operator, line, column, end line, end column)
         self._seen: set[tuple[int, str]] = set()  # (node, replacement code): one mutant per distinct change
+        self._grad_off: list[int] = []  # the no_grad blocks and functions being visited
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if (isinstance(node, cst.With) and any(ops.is_grad_off(item.item) for item in node.items)) or (
+                isinstance(node, cst.FunctionDef) and any(ops.is_grad_off(d.decorator) for d in node.decorators)):
+            self._grad_off.append(id(node))
         if isinstance(node, (cst.Call, cst.Param, cst.Assign)):
             if self._ml_active:
                 self._managed.update(id(n) for n in prune.managed_nodes(node))
@@ -138,6 +146,11 @@ class AuditVisitor(MutationVisitor):
             elif isinstance(node, cst.Param) and node.default is not None:
                 self._arguments.add(id(node.default))
         return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if self._grad_off and self._grad_off[-1] == id(original_node):
+            self._grad_off.pop()
+        super().on_leave(original_node)
 
     def _skip_node_and_children(self, node: cst.CSTNode) -> bool:
         if isinstance(node, cst.FunctionDef) and node.decorators and all(
@@ -168,6 +181,8 @@ class AuditVisitor(MutationVisitor):
                 continue
             if not op.ml and id(node) in self._managed:
                 continue  # an ML operator owns this literal
+            if op.name in GRAD_ONLY and self._grad_off:
+                continue  # under no_grad there is no graph to keep: the bug it models cannot happen
             for mutated in op(node):
                 if self._removes_ignored_code_safe(node, mutated):
                     continue
