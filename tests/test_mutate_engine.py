@@ -163,7 +163,10 @@ def test_a_real_run_gives_each_mutant_its_verdict_and_killer(tmp_path):
         ("predict", "drop_eval"): ("survived", []),  # the test puts the model in eval mode itself
     }
     assert data["counts"] == {"killed": 3, "survived": 1, "timeout": 0, "no_coverage": 0, "unchecked": 0,
-                              "error": 0, "score": 75.0}
+                              "error": 0, "seed_dependent": 0, "harness_error": 0, "score": 75.0}
+    # the repeatability test draws (torch.randn): its kills were re-checked under 4 more seeds and held
+    assert {(m["seed_kills"], m["seed_runs"]) for m in data["mutants"] if m["function"] == "predict"
+            and m["status"] == "killed"} == {(5, 5)}
     assert (data["score"], data["partial"], data["interrupted"]) == (75.0, False, False)
     assert data["by_operator"]["drop_eval"]["survived"] == 1
     assert code == 0
@@ -228,7 +231,7 @@ def test_mutate_end_to_end_scores_records_killers_and_leaves_the_tree_alone(tmp_
     assert "-@torch.no_grad()" in by["predict", "drop_no_grad"]["diff"]
     assert "timeout" not in {m["status"] for m in data["mutants"]}  # fork + OpenMP did not hang
     assert data["by_operator"]["drop_eval"] == {"killed": 0, "survived": 1, "timeout": 0, "no_coverage": 0, "unchecked": 0,
-                                                "error": 0, "score": 0.0}
+                                                "error": 0, "seed_dependent": 0, "harness_error": 0, "score": 0.0}
     killed = sum(m["status"] == "killed" for m in data["mutants"])
     assert data["score"] == pytest.approx(round(100 * killed / 6, 2))
     assert code == 0  # no fail_under
@@ -292,7 +295,7 @@ def test_scratch_copy_mirrors_the_project_and_skips_caches(tmp_path):
     assert not (dest / ".git").exists() and not (dest / "tinyml" / "__pycache__").exists()
     (project / "tests" / "test_core.py").unlink()
     (dest / "mutants").mkdir()
-    engine.sync_copy(project, dest, set())
+    engine.sync_copy(project, dest, set(), keep={"mutants"})
     assert not (dest / "tests" / "test_core.py").exists() and (dest / "mutants").is_dir()
     assert os.stat(dest / "tinyml" / "core.py").st_mtime_ns == os.stat(project / "tinyml" / "core.py").st_mtime_ns
 

@@ -113,6 +113,20 @@ def test_operator_makes_the_expected_mutant(operator, source, before, after):
     assert (operator, before, after) in found, found
 
 
+def test_scale_hyperparam_leaves_the_eps_of_numerical_checks_alone():
+    source = ("def f(torch, fn, x, y):\n    torch.autograd.gradcheck(fn, (x,), eps=1e-6)\n"
+              "    return torch.allclose(x, y, eps=1e-8), torch.optim.Adam(x, eps=1e-8)\n")
+    found = changes(mutants(source, "scale_hyperparam"))
+    assert found and all("Adam" in before and "gradcheck" not in after for _, before, after in found), found
+
+
+def test_graph_keeping_mutants_are_not_made_under_no_grad():
+    source = ("def f(torch, model, xs):\n    total = 0.0\n    for x in xs:\n        total += model(x).item()\n"
+              "    with torch.no_grad():\n        for x in xs:\n            total += model(x).item()\n"
+              "    return total\n")
+    assert [r["line"] for r in mutants(source, "drop_item")] == [4]
+
+
 def test_every_ml_operator_is_exercised_above():
     assert {c[0] for c in CASES} | {"drop_no_grad"} == set(SHARED_NAMES)
 

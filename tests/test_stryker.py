@@ -30,8 +30,11 @@ def test_report_validates_and_maps_every_status():
     jsonschema.validate(report, SCHEMA)
     entry = report["files"]["pkg/mod.py"]
     assert entry["language"] == "python" and entry["source"].startswith("import torch")
-    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Timeout", "Survived", "NoCoverage", "Pending",
-                                                       "Pending", "Ignored", "RuntimeError"]
+    # STATUSES: killed, timeout, seed_dependent, survived, no_coverage, unchecked, suspicious, skipped,
+    # harness_error, error
+    assert [m["status"] for m in entry["mutants"]] == ["Killed", "Timeout", "Survived", "Survived", "NoCoverage",
+                                                       "Pending", "Pending", "Ignored", "RuntimeError",
+                                                       "RuntimeError"]
     first = entry["mutants"][0]
     assert first["mutatorName"] == "change_dim" and first["killedBy"] == ["tests/test_mod.py::test_f"]
     assert first["location"] == {"start": {"line": 3, "column": 12}, "end": {"line": 3, "column": 31}}
@@ -49,12 +52,14 @@ def test_json_report_has_the_issue_fields_and_scores():
     validate(data)
     assert data["schema"] == "ml-audit.mutate/2"
     assert set(data["mutants"][0]) == {"id", "operator", "path", "line", "function", "status", "diff", "killed_by",
-                                       "ml", "killer"}
-    # killed + timeout detected of killed, timeout, survived, no_coverage (unchecked and error left out)
-    assert data["score"] == 50.0
-    # mutants 1, 3, 5, 7 (killed, survived, unchecked, skipped) are change_dim's
-    assert data["by_operator"]["change_dim"] == {"killed": 1, "survived": 1, "timeout": 0, "no_coverage": 0,
-                                                 "unchecked": 2, "error": 0, "score": 50.0}
+                                       "ml", "killer", "seed_kills", "seed_runs", "reason"}
+    # killed + timeout detected of killed, timeout, seed_dependent, survived, no_coverage (unchecked,
+    # harness_error and error left out)
+    assert data["score"] == 40.0
+    # mutants 1, 3, 5, 7, 9 (killed, seed_dependent, no_coverage, suspicious, harness_error) are change_dim's
+    assert data["by_operator"]["change_dim"] == {"killed": 1, "survived": 0, "timeout": 0, "no_coverage": 1,
+                                                 "unchecked": 1, "error": 0, "seed_dependent": 1,
+                                                 "harness_error": 1, "score": 33.33}
     assert data["partial"] is True and data["counts"]["unchecked"] == 3
     assert result().exit_code == 1   # a partial run never passes
 

@@ -1,13 +1,17 @@
 """The ``audit mutate`` result: every mutant with its operator and status, and the scores.
 
-Mutation score = detected (killed + timeout) / (detected + survived + no coverage), in percent.
-Mutants mutmut never finished (``unchecked``, ``suspicious``, ``skipped``) or that broke the
-harness (``error``) are left out of the denominator, and a result holding any of the first three
-is *partial*: its score covers only what was checked, and says so.
+Mutation score = detected (killed + timeout) / (detected + seed-dependent + survived + no coverage),
+in percent. A *seed-dependent* mutant was killed under the pinned seed but not under every other
+seed it was re-checked with: it counts against the score, apart, since its kill is no evidence that
+the suite catches the bug. Mutants mutmut never finished (``unchecked``, ``suspicious``,
+``skipped``), whose run ended without a test verdict (``harness_error``: a pytest internal, usage
+or collection error) or that broke the bridge (``error``) are left out of the denominator, and a
+result holding any of the first three is *partial*: its score covers only what was checked.
 
 Schema ``ml-audit.mutate/2`` (``audit/schemas/mutate.schema.json``). Version 2 added ``partial``,
-``unchecked`` counts per tally, and per mutant ``ml`` and ``killer`` (so readers need no operator
-registry). ``from_json`` reads version 1 results too.
+``unchecked``, ``seed_dependent`` and ``harness_error`` counts per tally, ``notes``, and per mutant
+``ml``, ``killer`` (so readers need no operator registry), ``seed_kills``/``seed_runs`` and
+``reason``. ``from_json`` reads version 1 results too.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ SCHEMA = "ml-audit.mutate/2"
 READABLE = ("ml-audit.mutate/1", SCHEMA)
 
 DETECTED = ("killed", "timeout")
-SCORED = (*DETECTED, "survived", "no_coverage")
+SEED_DEPENDENT = "seed_dependent"                      # killed under some seeds only
+SCORED = (*DETECTED, SEED_DEPENDENT, "survived", "no_coverage")
 UNCHECKED = ("unchecked", "suspicious", "skipped")    # the run did not finish these: partial
-STATUSES = (*SCORED, *UNCHECKED, "error")
+STATUSES = (*SCORED, *UNCHECKED, "harness_error", "error")
 GOLDEN = "golden value"
 
 
@@ -42,6 +47,16 @@ class Mutant:
     end_line: int = 0
     end_column: int = 0
     replacement: str | None = None
+    seed_kills: int | None = None     # re-checked under other seeds: how many of them killed it
+    seed_runs: int | None = None      # ... of how many seeds (the pinned one included)
+    reason: str = ""                  # why a harness_error gave no verdict
+
+    @property
+    def verdict(self) -> str:
+        """The status as a reader says it: ``killed (seed-dependent, 2 of 5 seeds)``."""
+        if self.status == SEED_DEPENDENT:
+            return f"killed (seed-dependent, {self.seed_kills} of {self.seed_runs} seeds)"
+        return self.status.replace("_", " ")
 
     @property
     def module(self) -> str:
@@ -50,7 +65,8 @@ class Mutant:
     def to_json(self) -> dict:
         return {"id": self.id, "operator": self.operator, "path": self.path, "line": self.line,
                 "function": self.function, "status": self.status, "diff": self.diff,
-                "killed_by": list(self.killed_by), "ml": self.ml, "killer": self.killer}
+                "killed_by": list(self.killed_by), "ml": self.ml, "killer": self.killer,
+                "seed_kills": self.seed_kills, "seed_runs": self.seed_runs, "reason": self.reason}
 
     @classmethod
     def from_json(cls, data: dict) -> "Mutant":
@@ -58,7 +74,8 @@ class Mutant:
                    function=data.get("function", ""), status=data["status"], diff=data.get("diff", ""),
                    killed_by=list(data.get("killed_by") or ()),
                    ml=bool(data.get("ml", not data["operator"].startswith("mutmut_"))),
-                   killer=data.get("killer") or GOLDEN)
+                   killer=data.get("killer") or GOLDEN, seed_kills=data.get("seed_kills"),
+                   seed_runs=data.get("seed_runs"), reason=data.get("reason") or "")
 
 
 @dataclass
@@ -69,6 +86,8 @@ class Tally:
     no_coverage: int = 0
     unchecked: int = 0                # unchecked, suspicious or skipped by mutmut
     error: int = 0
+    seed_dependent: int = 0
+    harness_error: int = 0
 
     def add(self, status: str) -> None:
         name = "unchecked" if status in UNCHECKED else status
@@ -76,11 +95,11 @@ class Tally:
 
     @property
     def total(self) -> int:
-        return self.killed + self.survived + self.timeout + self.no_coverage + self.unchecked + self.error
+        return self.scored + self.unchecked + self.harness_error + self.error
 
     @property
     def scored(self) -> int:
-        return self.killed + self.timeout + self.survived + self.no_coverage
+        return self.killed + self.timeout + self.seed_dependent + self.survived + self.no_coverage
 
     @property
     def score(self) -> float | None:
@@ -90,6 +109,7 @@ class Tally:
     def to_json(self) -> dict:
         return {"killed": self.killed, "survived": self.survived, "timeout": self.timeout,
                 "no_coverage": self.no_coverage, "unchecked": self.unchecked, "error": self.error,
+                "seed_dependent": self.seed_dependent, "harness_error": self.harness_error,
                 "score": round(self.score, 2) if self.score is not None else None}
 
 
@@ -102,6 +122,7 @@ class MutateResult:
     since: str | None = None
     fail_under: float | None = None
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)         # what the run left out and why (tests deselected, ...)
     sources: dict[str, str] = field(default_factory=dict)  # path -> source text (for Stryker; not in the JSON)
     recorded: Any = None                                   # where the history store put it (audit.recording)
 
@@ -162,7 +183,7 @@ class MutateResult:
             "by_module": {name: t.to_json() for name, t in self.by_module().items()},
             "by_function": {name: t.to_json() for name, t in self.by_function().items()},
             "operators": list(self.operators), "since": self.since, "fail_under": self.fail_under,
-            "elapsed": round(self.elapsed, 3), "interrupted": self.interrupted,
+            "elapsed": round(self.elapsed, 3), "interrupted": self.interrupted, "notes": list(self.notes),
             "mutants": [m.to_json() for m in self.mutants],
         }
 
@@ -173,4 +194,4 @@ class MutateResult:
         return cls(project=data.get("project", ""), mutants=[Mutant.from_json(m) for m in data.get("mutants") or ()],
                    operators=list(data.get("operators") or ()), elapsed=float(data.get("elapsed", 0.0)),
                    since=data.get("since"), fail_under=data.get("fail_under"),
-                   interrupted=bool(data.get("interrupted", False)))
+                   interrupted=bool(data.get("interrupted", False)), notes=list(data.get("notes") or ()))

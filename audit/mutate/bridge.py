@@ -17,8 +17,10 @@ It also offers mutmut's own operators under stable names and maps mutmut's verdi
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -96,6 +98,9 @@ class Spec:
         self.timeout: float = data["timeout"]
         self.killers_dir: str = data["killers_dir"]
         self.results: str = data["results"]
+        self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
+        self.draws: str = data.get("draws", "")              # the stats run's plugin rows: which tests draw
+        self.seeds: list[int] = list(data.get("seeds", []))  # other seeds a kill by a drawing test is re-checked under
 
     @classmethod
     def default(cls) -> "Spec":
@@ -110,6 +115,10 @@ OPERATORS: list[ops.Operator] = []  # what the worker's spec selected
 
 # --------------------------------------------------------------------------- generation
 
+# operators whose bug is a kept autograd graph (see the catalog): meaningless under no_grad
+GRAD_ONLY = {"drop_item", "drop_detach"}
+
+
 class AuditVisitor(MutationVisitor):
     """mutmut's visitor with named operators, pruning, a line filter and grad-decorated functions."""
 
@@ -123,8 +132,12 @@ class AuditVisitor(MutationVisitor):
         self._arguments: set[int] = set()
         self.site: dict[int, tuple] = {}  # id(mutation) -> (operator, line, column, end line, end column)
         self._seen: set[tuple[int, str]] = set()  # (node, replacement code): one mutant per distinct change
+        self._grad_off: list[int] = []  # the no_grad blocks and functions being visited
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if (isinstance(node, cst.With) and any(ops.is_grad_off(item.item) for item in node.items)) or (
+                isinstance(node, cst.FunctionDef) and any(ops.is_grad_off(d.decorator) for d in node.decorators)):
+            self._grad_off.append(id(node))
         if isinstance(node, (cst.Call, cst.Param, cst.Assign)):
             if self._ml_active:
                 self._managed.update(id(n) for n in prune.managed_nodes(node))
@@ -133,6 +146,11 @@ class AuditVisitor(MutationVisitor):
             elif isinstance(node, cst.Param) and node.default is not None:
                 self._arguments.add(id(node.default))
         return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if self._grad_off and self._grad_off[-1] == id(original_node):
+            self._grad_off.pop()
+        super().on_leave(original_node)
 
     def _skip_node_and_children(self, node: cst.CSTNode) -> bool:
         if isinstance(node, cst.FunctionDef) and node.decorators and all(
@@ -163,6 +181,8 @@ class AuditVisitor(MutationVisitor):
                 continue
             if not op.ml and id(node) in self._managed:
                 continue  # an ML operator owns this literal
+            if op.name in GRAD_ONLY and self._grad_off:
+                continue  # under no_grad there is no graph to keep: the bug it models cannot happen
             for mutated in op(node):
                 if self._removes_ignored_code_safe(node, mutated):
                     continue
@@ -232,22 +252,13 @@ def function_trampoline_arrangement(function: cst.FunctionDef, mutants, class_na
     return declaration, method_nodes, assignments, mutant_names
 
 
-def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef,
-                   start_line: int) -> str:
-    before = module.code_for_node(original.with_changes(leading_lines=[])).splitlines(keepends=True)
-    after = module.code_for_node(mutated.with_changes(leading_lines=[], name=original.name)).splitlines(
-        keepends=True)
-    lines = []
-    for line in difflib.unified_diff(before, after, f"a/{path}", f"b/{path}", n=1):
-        if line.startswith("@@"):
-            head = line.split("@@")[1].split()
-            def shift(part):
-                sign, rest = part[0], part[1:]
-                first, _, count = rest.partition(",")
-                return f"{sign}{int(first) + start_line - 1}" + (f",{count}" if count else "")
-            line = f"@@ {shift(head[0])} {shift(head[1])} @@\n"
-        lines.append(line if line.endswith("\n") else line + "\n")
-    return "".join(lines)
+def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef) -> str:
+    """A unified diff of the whole file with one function mutated, so that ``patch -p1`` applies it
+    (a method keeps its class-body indentation, multi-line strings stay as they are)."""
+    before = module.code.splitlines(keepends=True)
+    after = cast(cst.Module, module.deep_replace(original, mutated.with_changes(name=original.name)))
+    lines = difflib.unified_diff(before, after.code.splitlines(keepends=True), f"a/{path}", f"b/{path}", n=1)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _replacement(module: cst.Module, node) -> str:
@@ -271,8 +282,7 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
     ignored = get_ignored_lines(filename, code, wrapper, excluded_lines)
     visitor = AuditVisitor(operators, ignored, allowed, noisy)
     module = wrapper.visit(visitor)
-    # (the wrapper visited its own copy of the tree: `module` and `positions` are that copy's nodes)
-    positions = wrapper.resolve(PositionProvider)
+    # (the wrapper visited its own copy of the tree: `module` holds that copy's nodes)
     _ARRANGED.clear()
     mutated_file = combine_mutations_to_source(module, visitor.mutations, visitor.ignored_classes,
                                                visitor.ignored_functions)
@@ -280,8 +290,6 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
     for mutant_name, mutation, mutated_function, class_name in _ARRANGED:
         operator, line, col, end_line, end_col = visitor.site[id(mutation)]
         function = mutation.contained_by_top_level_function
-        pos = positions.get(function)
-        start = pos.start.line if pos else line
         qualname = f"{class_name}.{function.name.value}" if class_name else function.name.value
         records.append({
             "id": get_mutant_name(Path(filename), mutant_name),
@@ -292,7 +300,7 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
             "end_column": end_col,
             "replacement": _replacement(module, mutation.mutated_node),
             "function": qualname,
-            "diff": _function_diff(module, filename, function, mutated_function, start),
+            "diff": _function_diff(module, filename, function, mutated_function),
         })
     _ARRANGED.clear()
     mutated_file = replace(mutated_file, hash_by_function_name=file_mutation._compute_mutated_function_hashes(
@@ -307,6 +315,8 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
     if SPEC.allowed_lines is not None:
         allowed = set(SPEC.allowed_lines.get(Path(filename).as_posix(), []))
     mutated_file, records = generate(filename, code, OPERATORS, allowed, SPEC.noisy, coverage_excluded_lines)
+    for record in records:  # a mutant on a line no test executes has no coverage, whatever tests reach its function
+        record["covered"] = covered_lines is None or record["line"] in covered_lines
     sidecar = Path("mutants") / (filename + SIDECAR_SUFFIX)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     sidecar.write_text(json.dumps({"path": Path(filename).as_posix(), "mutants": records}, indent=1))
@@ -315,34 +325,170 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
 
 # --------------------------------------------------------------------------- running
 
+HARNESS_SUFFIX = ".harness"  # beside a mutant's killers file: why its run gave no verdict
+HARNESS_ERROR = 39  # our exit code for a mutant's run that ended without a test verdict (mutmut knows no 39)
+_PYTEST_EXITS = {2: "interrupted or collection error", 3: "pytest internal error", 4: "pytest usage error",
+                 5: "no tests collected"}
+
+
+class _Recorder:
+    """A pytest plugin noting what a run really did: failed tests (with their report), collection
+    errors, and whether it was stopped by Ctrl-C."""
+
+    def __init__(self):
+        self.failed: dict[str, str] = {}
+        self.collect_errors: dict[str, str] = {}
+        self.interrupted = False
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed and report.nodeid not in self.failed:
+            captured = "\n".join(f"--- {name} ---\n{text}" for name, text in report.sections if text.strip())
+            self.failed[report.nodeid] = "\n".join(filter(None, [report.longreprtext, captured]))
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors[report.nodeid or "."] = report.longreprtext
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
+
+
+def verdict_code(code: int, recorder: _Recorder) -> int:
+    """The exit code mutmut is told for one mutant: a kill only when a test failed.
+
+    pytest's internal errors (3), usage errors (4), collection errors and a run interrupted other
+    than by Ctrl-C (2), or an exit 1 with no failed test, say nothing about the mutant."""
+    if code == 1 and recorder.failed and not recorder.collect_errors:
+        return 1
+    if code == 2 and recorder.interrupted:
+        return 2   # Ctrl-C: mutmut's "check was interrupted by user"
+    if code in (0, 5):
+        return code
+    return HARNESS_ERROR
+
+
+def harness_reason(code: int, recorder: _Recorder) -> str:
+    """Why a run gave no verdict: pytest's exit, then the collection errors it reported."""
+    head = f"pytest exit {code}" + (f" ({_PYTEST_EXITS[code]})" if code in _PYTEST_EXITS else "")
+    details = [f"collection error in {where}:\n{text}" for where, text in recorder.collect_errors.items()]
+    return "\n".join([head, *details]).strip()
+
+
 class AuditPytestRunner(PytestRunner):
-    """Runs covering tests in suite order and records the test that killed each mutant."""
+    """Runs covering tests in suite order, records the test that killed each mutant, scores a kill only
+    for a failed test (see :func:`verdict_code`), and keeps the pytest reports of a failing stats or
+    clean run for the engine (``SPEC.diagnostics``), since mutmut's forked children lose that output."""
 
     def _pytest_args_regular_run(self, tests):
         order = {name: i for i, name in enumerate(state().duration_by_test)}
         tests = sorted(tests, key=lambda t: (order.get(t, len(order)), t))
-        return super()._pytest_args_regular_run(tests)
+        args = super()._pytest_args_regular_run(tests)
+        if _phase() == "stats":
+            args.remove("-x")  # find every test that cannot run under the trampolines, not just the first
+        return args
+
+    def execute_pytest(self, params, **kwargs):
+        from mutmut.runners.harness import BadTestExecutionCommandsException
+
+        recorder = _Recorder()
+        kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder]
+        if _phase() == "stats" and SPEC is not None and SPEC.draws:
+            params = [*params, f"--audit-rows={SPEC.draws}"]  # the plugin notes which tests draw randomness
+        self.recorder = recorder
+        try:
+            code = super().execute_pytest(params, **kwargs)
+        except BadTestExecutionCommandsException:
+            code = 4
+        if code != 0 and _phase() in ("stats", "clean"):
+            _write_diagnostics(_phase(), code, recorder)
+        return code
 
     def run_tests(self, *, mutant_name, tests) -> int:
         if not mutant_name:
             return super().run_tests(mutant_name=mutant_name, tests=tests)
-        failed: list[str] = []
         killers = Path(SPEC.killers_dir, mutant_name) if SPEC is not None else None
         if killers is not None:
             killers.unlink(missing_ok=True)  # a verdict from an earlier version of this mutant
+            Path(str(killers) + HARNESS_SUFFIX).unlink(missing_ok=True)
+        if mutant_name in _uncovered():
+            return NO_TESTS
+        code = super().run_tests(mutant_name=mutant_name, tests=tests)
+        verdict = verdict_code(code, self.recorder)
+        if killers is not None and verdict == 1:
+            killers.write_text("\n".join(self.recorder.failed))
+        elif killers is not None and verdict == HARNESS_ERROR:
+            Path(str(killers) + HARNESS_SUFFIX).write_text(harness_reason(code, self.recorder))
+        return verdict
 
-        class Recorder:
-            def pytest_runtest_logreport(self, report):
-                if report.failed:
-                    failed.append(report.nodeid)
 
-        from mutmut.utils.file_utils import change_cwd
+NO_TESTS = 33  # mutmut's exit code for a mutant no test covers
 
-        with change_cwd("mutants"):
-            code = int(self.execute_pytest(self._pytest_args_regular_run(tests), plugins=[Recorder()]))
-        if failed and killers is not None:
-            killers.write_text("\n".join(dict.fromkeys(failed)))
-        return code
+
+@functools.cache
+def _uncovered() -> frozenset[str]:
+    """Mutants on lines no test executed (the sidecars' ``covered``), read once per fork server."""
+    names = set()
+    for sidecar in Path("mutants").rglob("*" + SIDECAR_SUFFIX):
+        names.update(r["id"] for r in json.loads(sidecar.read_text())["mutants"] if not r.get("covered", True))
+    return frozenset(names)
+
+
+def _phase() -> str:
+    """Which of mutmut's runs this is: ``stats``, ``clean``, ``fail`` (forced fail) or ``mutant``."""
+    from mutmut.mutation.trampoline import get_mutant_under_test
+
+    name = get_mutant_under_test()
+    return name if name in ("stats", "fail") else "clean" if not name else "mutant"
+
+
+def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
+    if SPEC is None or not SPEC.diagnostics:
+        return
+    from audit.atomic import write_json
+
+    write_json(SPEC.diagnostics, {"phase": phase, "exit_code": code, "failed": recorder.failed,
+                                  "collect_errors": recorder.collect_errors,
+                                  "reason": harness_reason(code, recorder)})
+
+
+SEED_OPTION = re.compile(r"^(--audit-seed-(?:torch|numpy|random))=\S+$")
+
+
+def drawing_tests(rows_file: str) -> set[str]:
+    """Tests whose stats-run execution drew from an RNG (the ml_audit plugin's rows)."""
+    path = Path(rows_file)
+    if not rows_file or not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["nodeid"] for row in rows if row.get("event") == "row" and row.get("drew_any")}
+
+
+def recheck_seeds(records: list[dict], spec: Spec) -> None:
+    """Re-run each mutant killed by a test that draws randomness under the spec's other seeds, with the
+    mutant active, and note in its record under how many of all the seeds (the pinned one included) it
+    was killed: a kill under some seeds only is no evidence that the suite catches the bug."""
+    from mutmut.mutation.trampoline import set_mutant_under_test
+    from mutmut.utils.file_utils import change_cwd
+    from mutmut.workers.isolation import run_in_fork
+
+    drawing = drawing_tests(spec.draws)
+    for record in records:
+        tests = [t for t in record["killed_by"] if t in drawing]
+        if record["mutmut_status"] != "killed" or not tests or not spec.seeds:
+            continue
+        kills = 1  # the pinned seed's verdict
+        for seed in spec.seeds:
+            def run(seed=seed, tests=tests, name=record["id"]) -> int:
+                set_mutant_under_test(name)
+                runner = AuditPytestRunner()
+                runner._pytest_add_cli_args = [SEED_OPTION.sub(rf"\g<1>={seed}", a)
+                                               for a in runner._pytest_add_cli_args]
+                with change_cwd("mutants"):
+                    code = runner.execute_pytest(runner._pytest_args_regular_run(tests))
+                return verdict_code(code, runner.recorder)
+
+            kills += run_in_fork(run) == 1
+        record.update(seed_kills=kills, seed_runs=len(spec.seeds) + 1)
 
 
 def mutant_runner(max_workers: int = 1):
@@ -355,19 +501,24 @@ def mutant_runner(max_workers: int = 1):
                             test_runner_args={}, debug=cfg.debug, max_restarts=cfg.max_forkserver_restarts)
 
 
+# test code inside a package is copied, never mutated (mutmut's fnmatch patterns, where * spans folders)
+TEST_FILES = ("*/tests/*", "*/test/*", "*/testing/*", "test_*.py", "*/test_*.py", "*_test.py", "conftest.py",
+              "*/conftest.py")
+
+
 def configure(spec: Spec) -> Config:
     """mutmut's configuration, built from the spec rather than read from the project's files."""
     source_paths = [Path(p) for p in spec.source_paths]
     multiplier = 10.0
     return Config(
         also_copy=[Path(p) for p in spec.also_copy],
-        only_mutate=[], do_not_mutate=[], do_not_mutate_patterns=[],
+        only_mutate=[], do_not_mutate=list(TEST_FILES), do_not_mutate_patterns=[],
         max_stack_depth=-1, debug=False,
         source_paths=source_paths,
         resolved_mutated_source_paths=[Path.cwd().resolve() / "mutants" / p for p in source_paths],
         pytest_add_cli_args=list(spec.pytest_args),
         pytest_add_cli_args_test_selection=list(spec.test_paths),
-        mutate_only_covered_lines=False,
+        mutate_only_covered_lines=True,  # mutmut measures line coverage once; we keep every mutant (see above)
         timeout_multiplier=multiplier, timeout_constant=spec.timeout / multiplier,
         type_check_command=[], use_setproctitle=False, track_dependencies=True, dependency_tracking_depth=-1,
         cache_invalidation_files=[], cache_invalidation_exclude=[], on_dependency_change="ignore",
@@ -430,8 +581,13 @@ _FROM_MUTMUT = {"killed": "killed", "survived": "survived", "timeout": "timeout"
                 "check was interrupted by user": "unchecked", "suspicious": "suspicious", "skipped": "skipped"}
 
 
-def status_from_mutmut(exit_code: int | None, mutmut_status: str) -> str:
+def status_from_mutmut(exit_code: int | None, mutmut_status: str, seed_kills: int | None = None,
+                       seed_runs: int | None = None) -> str:
     """Our status for a mutant mutmut left with *exit_code* and *mutmut_status*."""
     if exit_code in (-9, 137):  # SIGKILL after the CPU limit's grace second: mutmut calls it a segfault
         return "timeout"
+    if exit_code == HARNESS_ERROR:
+        return "harness_error"
+    if seed_kills is not None and seed_runs and seed_kills < seed_runs and mutmut_status == "killed":
+        return "seed_dependent"
     return _FROM_MUTMUT.get(mutmut_status, "error")

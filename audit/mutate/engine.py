@@ -10,6 +10,7 @@ OpenMP on one thread and CUDA hidden, and read back one record per mutant.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -37,7 +38,18 @@ FORK_SAFE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_T
                  "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
+RECHECK_SEEDS = [1, 2, 3, 4]  # a kill by a test that draws randomness is re-checked under these too
 STOP_GRACE = 20.0  # seconds the worker gets to save mutmut's verdicts after Ctrl-C
+SPINNER = re.compile(r"^[\u2800-\u28ff] ")  # mutmut's spinner lines, never worth showing
+
+
+def neutral_args() -> list[str]:
+    """Options every pytest run of a mutation audit gets, whatever the project's config says: mutmut's
+    own copies (``mutants/``) are never collected, and coverage plugins from ``addopts`` stay off."""
+    args = ["--ignore=mutants"]
+    if importlib.util.find_spec("pytest_cov"):  # only then is --no-cov an option pytest knows
+        args.append("--no-cov")
+    return args
 
 Progress = Callable[[int, int], None]
 
@@ -89,7 +101,8 @@ def _failing_tests(output: str) -> list[str]:
 
 def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
     """Run the selected tests once, unmutated and pinned: mutation testing needs a green suite."""
-    run = PytestRun(cfg, options=["-q", "-rfE", *extra], plugins_off=["randomly"], env=FORK_SAFE_ENV, cwd=workdir)
+    run = PytestRun(cfg, options=["-q", "-rfE", *neutral_args(), *extra], plugins_off=["randomly"],
+                    env=FORK_SAFE_ENV, cwd=workdir)
     outcome = run.run(keep_output=True)
     out = outcome.output
     if outcome.returncode == 0:
@@ -127,41 +140,64 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     workdir = scratch / "project"
     exclude = {Path(cfg.reports_dir).parts[0]} if cfg.reports_dir else set()
     sync_copy(cfg.root, workdir, exclude, keep={"mutants"})
+    tests_hash = _tree_hash(workdir, sources + ["mutants"])
+    untrampolined = Untrampolined(scratch / "untrampolined.json", tests_hash)
+    notes: list[str] = []
+    checked = False
+    while True:
+        deselected = [*settings.deselect, *untrampolined.tests]
+        deselect = [arg for nodeid in deselected for arg in ("--deselect", nodeid)]
+        pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *neutral_args(), *PIN_ARGS, *deselect]
+        fingerprint = {
+            "ml-audit": audit.__version__, "mutmut": MUTMUT_VERSION, "format": FORMAT, "operators": names,
+            "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
+            "sources": sources, "timeout": settings.timeout, "tests_and_config": tests_hash,
+        }
+        stamp = scratch / "fingerprint.json"
+        if not stamp.exists() or json.loads(stamp.read_text()) != fingerprint:
+            shutil.rmtree(workdir / "mutants", ignore_errors=True)  # cached verdicts no longer hold
+            shutil.rmtree(scratch / "killers", ignore_errors=True)
+            (scratch / "draws.jsonl").unlink(missing_ok=True)
+            stamp.unlink(missing_ok=True)
 
-    deselect = [arg for nodeid in settings.deselect for arg in ("--deselect", nodeid)]
-    pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *PIN_ARGS, *deselect]
-    fingerprint = {
-        "ml-audit": audit.__version__, "mutmut": MUTMUT_VERSION, "format": FORMAT, "operators": names,
-        "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
-        "sources": sources, "timeout": settings.timeout,
-        "tests_and_config": _tree_hash(workdir, sources + ["mutants"]),
-    }
-    stamp = scratch / "fingerprint.json"
-    if not stamp.exists() or json.loads(stamp.read_text()) != fingerprint:
-        shutil.rmtree(workdir / "mutants", ignore_errors=True)  # cached verdicts no longer hold
-        shutil.rmtree(scratch / "killers", ignore_errors=True)
+        if not checked:
+            try:
+                check_suite(cfg, workdir, [*PIN_ARGS, *deselect])
+            except KeyboardInterrupt:  # before any mutant: nothing was measured
+                return MutateResult(project=str(cfg.root), mutants=[], operators=names, since=since,
+                                    fail_under=settings.fail_under, interrupted=True)
+            checked = True
+
+        top = {Path(s).parts[0] for s in sources}
+        also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in top and p.name != "mutants")
+        diagnostics = scratch / "diagnostics.json"
+        spec = {
+            "operators": names, "noisy": settings.noisy, "allowed_lines": allowed, "source_paths": sources,
+            "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
+            "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
+            "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
+            "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "seeds": RECHECK_SEEDS,
+        }
+        (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
+        results = scratch / "results.json"
+        results.unlink(missing_ok=True)
+        diagnostics.unlink(missing_ok=True)
+        log = scratch / "mutmut.log"
+        interrupted = _run_worker(scratch, workdir, log, progress)
+        failed = json.loads(diagnostics.read_text()) if diagnostics.exists() and not interrupted else None
+        if failed is None:
+            stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
+            break
         stamp.unlink(missing_ok=True)
-
-    try:
-        check_suite(cfg, workdir, [*PIN_ARGS, *deselect])
-    except KeyboardInterrupt:  # before any mutant: nothing was measured
-        return MutateResult(project=str(cfg.root), mutants=[], operators=names, since=since,
-                            fail_under=settings.fail_under, interrupted=True)
-
-    top = {Path(s).parts[0] for s in sources}
-    also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in top and p.name != "mutants")
-    spec = {
-        "operators": names, "noisy": settings.noisy, "allowed_lines": allowed, "source_paths": sources,
-        "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
-        "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
-        "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
-    }
-    (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
-    results = scratch / "results.json"
-    results.unlink(missing_ok=True)
-    log = scratch / "mutmut.log"
-    interrupted = _run_worker(scratch, workdir, log, progress)
-    stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
+        # The suite passed unmutated (check_suite): a test failing in mutmut's stats run fails
+        # because of the trampolines (torch.jit.script of trampolined code, inspect.getsource, ...).
+        if failed["phase"] == "stats" and failed["failed"] and not failed["collect_errors"] \
+                and not set(failed["failed"]) & set(deselected):
+            untrampolined.add(failed["failed"])
+            continue
+        raise AuditError(mutmut_failure(failed))
+    if untrampolined.tests:
+        notes.append(untrampolined.note())
 
     if results.exists():
         data = json.loads(results.read_text())
@@ -175,22 +211,74 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     operators = registry.all_operators()
     mutants = [Mutant(id=r["id"], operator=r["operator"], path=r["path"], line=r["line"], column=r["column"],
                       end_line=r["end_line"], end_column=r["end_column"], replacement=r["replacement"],
-                      function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"]),
+                      function=r["function"], status=status_from_mutmut(r["exit_code"], r["mutmut_status"],
+                                                                         r.get("seed_kills"), r.get("seed_runs")),
+                      seed_kills=r.get("seed_kills"), seed_runs=r.get("seed_runs"),
                       diff=r["diff"], killed_by=r["killed_by"], ml=operators[r["operator"]].ml,
-                      killer=operators[r["operator"]].killer) for r in data["mutants"]]
-    if not interrupted and data["exit_code"] and mutants and all(m.status == "error" for m in mutants):
+                      killer=operators[r["operator"]].killer, reason=r.get("reason", ""))
+               for r in data["mutants"]]
+    if not interrupted and data["exit_code"] and all(m.status in ("error", "unchecked") for m in mutants):
         stamp.unlink(missing_ok=True)
-        raise AuditError(f"mutmut failed (exit {data['exit_code']}); its log:\n{_tail(log)}")
+        raise AuditError(f"mutmut failed (exit {data['exit_code']}) before checking any mutant; "
+                         f"its log ({log}):\n{_tail(log)}")
     texts = {}
     for path in sorted({m.path for m in mutants}):
         texts[path] = (cfg.root / path).read_text(encoding="utf-8")
     return MutateResult(project=str(cfg.root), mutants=mutants, operators=names, elapsed=data["elapsed"],
-                        since=since, fail_under=settings.fail_under, sources=texts, interrupted=interrupted)
+                        since=since, fail_under=settings.fail_under, sources=texts, interrupted=interrupted,
+                        notes=notes)
+
+
+class Untrampolined:
+    """Tests that pass on the project but fail under mutmut's trampolines, kept per state of the tests
+    and config (a later run deselects them from the start instead of finding them again)."""
+
+    def __init__(self, path: Path, tests_hash: str):
+        self.path, self.tests_hash = path, tests_hash
+        data = json.loads(path.read_text()) if path.exists() else {}
+        self.failures: dict[str, str] = data.get("failures", {}) if data.get("tests_and_config") == tests_hash else {}
+
+    @property
+    def tests(self) -> list[str]:
+        return sorted(self.failures)
+
+    def add(self, failures: dict[str, str]) -> None:
+        self.failures.update(failures)
+        self.path.write_text(json.dumps({"tests_and_config": self.tests_hash, "failures": self.failures}, indent=1))
+
+    def note(self) -> str:
+        lines = [f"  {nodeid}: {_last_error_line(text)}" for nodeid, text in sorted(self.failures.items())]
+        return (f"{len(self.failures)} test(s) pass on the project but fail under mutmut's trampolines "
+                f"(e.g. torch.jit.script of mutated code); they were left out of mutation testing:\n"
+                + "\n".join(lines))
+
+
+def _last_error_line(report: str) -> str:
+    lines = [line.strip() for line in report.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ") or "Error" in line.split(":")[0]]
+    return (errors or lines or ["(no report)"])[-1][:200]
+
+
+def mutmut_failure(failed: dict, limit: int = 6000) -> str:
+    """The error for a failing stats or clean run: the failing tests by name, then their pytest reports."""
+    what = {"stats": "mutmut's stats run (the whole suite under its trampolines)",
+            "clean": "mutmut's clean run (the covering tests under its trampolines, no mutant active)"}
+    head = f"{what.get(failed['phase'], failed['phase'])} failed: {failed['reason'].splitlines()[0]}"
+    if failed["failed"]:
+        names = "\n  ".join(failed["failed"])
+        reports = "\n\n".join(f"___ {nodeid} ___\n{text.strip()}" for nodeid, text in failed["failed"].items())
+        body = (f"{len(failed['failed'])} failing test(s); deselect them with tool.audit.mutate.deselect "
+                f"(pyproject.toml) if they cannot run under mutmut:\n  {names}\n\n{reports}")
+    else:
+        body = failed["reason"]
+    return f"{head}\n{body[:limit]}" + ("\n..." if len(body) > limit else "")
 
 
 def _tail(log: Path, lines: int = 30) -> str:
-    text = log.read_text(errors="replace") if log.exists() else ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+    """The end of mutmut's log, without its spinner lines."""
+    text = log.read_text(errors="replace").replace("\r", "\n") if log.exists() else ""
+    kept = [line for line in text.splitlines() if line.strip() and not SPINNER.match(line)]
+    return "\n".join(kept[-lines:])
 
 
 def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:

@@ -593,6 +593,8 @@ def lower_precision(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 
 
 HYPERPARAMS = {"lr", "learning_rate", "eps", "weight_decay", "momentum", "epsilon"}
+# calls whose eps is a step or tolerance of a numerical check, not a model's hyperparameter
+NUMERIC_CHECKS = {"gradcheck", "gradgradcheck", "allclose", "isclose", "assert_close", "assert_allclose"}
 
 
 def _scaled(value: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
@@ -617,7 +619,7 @@ def scale_hyperparam(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 node.default, (cst.Integer, cst.Float)):
             for v in _scaled(node.default):
                 yield node.with_changes(default=v)
-    elif isinstance(node, cst.Call):
+    elif isinstance(node, cst.Call) and callee_name(node) not in NUMERIC_CHECKS:
         for i, arg in enumerate(node.args):
             if arg.keyword is not None and arg.keyword.value in HYPERPARAMS:
                 for v in _scaled(arg.value):

@@ -36,7 +36,7 @@ def guard_threads() -> None:
 
 def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
     """Every mutant's record joined with mutmut's verdict and the test that killed it."""
-    from audit.mutate.bridge import SIDECAR_SUFFIX, mutmut_status
+    from audit.mutate.bridge import HARNESS_SUFFIX, SIDECAR_SUFFIX, mutmut_status
 
     out = []
     for sidecar in sorted(mutants.rglob("*" + SIDECAR_SUFFIX)):
@@ -46,9 +46,11 @@ def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
         for record in data["mutants"]:
             code = exit_codes.get(record["id"])
             killer = Path(spec.killers_dir, record["id"])
+            harness = Path(str(killer) + HARNESS_SUFFIX)
             status = mutmut_status(code)
             record.update(path=data["path"], exit_code=code, mutmut_status=status,
-                          killed_by=killer.read_text().splitlines() if killer.exists() and status == "killed" else [])
+                          killed_by=killer.read_text().splitlines() if killer.exists() and status == "killed" else [],
+                          reason=harness.read_text() if harness.exists() else "")
             out.append(record)
     return out
 
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> int:
     from audit.pytest_run import die_with_parent
 
     die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
-    from audit.mutate.bridge import Spec, install, run_mutmut
+    from audit.mutate.bridge import Spec, install, recheck_seeds, run_mutmut
     from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
@@ -83,6 +85,11 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - start
     sys.stdout.flush()
     mutants = collect(spec)
+    if exit_code == 0:
+        try:
+            recheck_seeds(mutants, spec)
+        except KeyboardInterrupt:  # the verdicts stand; what was re-checked so far is kept
+            pass
     write_json(spec.results, {"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants})
     return 0
 

@@ -10,8 +10,8 @@ from rich.text import Text
 from audit.model.mutate import MutateResult, Tally
 from audit.mutate import catalog
 
-COLUMNS = ("killed", "survived", "timeout", "no_coverage", "unchecked", "error")
-HEADERS = ("killed", "surv", "t/o", "no cov", "unchk", "err")
+COLUMNS = ("killed", "seed_dependent", "survived", "timeout", "no_coverage", "unchecked", "harness_error", "error")
+HEADERS = ("killed", "seed", "surv", "t/o", "no cov", "unchk", "harn", "err")
 
 
 def _score_text(score: float | None) -> Text:
@@ -67,11 +67,27 @@ def render(result: MutateResult, console: Console | None = None, functions: int 
             console.print(survivor(mutant))
         if len(ml) > survivors:
             console.print(Text(f"... and {len(ml) - survivors} more (see --json)", style="dim"))
+    seeded = [m for m in result.mutants if m.status == "seed_dependent"]
+    if seeded:
+        console.print(Text(f"\n{len(seeded)} seed-dependent kills (not counted as detected)", style="bold"))
+        for mutant in seeded:
+            console.print(Text.assemble(f"  {mutant.path}:{mutant.line}  {mutant.function}  ",
+                                        (mutant.operator, "magenta"), f"  {mutant.verdict}  ",
+                                        (", ".join(mutant.killed_by), "dim")))
+    broken = [m for m in result.mutants if m.status == "harness_error"]
+    if broken:
+        console.print(Text(f"\n{len(broken)} mutants without a verdict (the test run itself failed; "
+                           f"not counted as kills)", style="bold yellow"))
+        for mutant in broken[:survivors]:
+            reason = mutant.reason.splitlines()[0] if mutant.reason else "no reason recorded"
+            console.print(Text(f"  {mutant.id}: {reason}"), highlight=False)
+    for note in result.notes:
+        console.print(Text("note: " + note, style="yellow"), highlight=False)
     score = result.score
     line = Text.assemble("mutation score ", _score_text(score),
-                         f"  ({overall.killed + overall.timeout} detected of "
-                         f"{overall.killed + overall.timeout + overall.survived + overall.no_coverage}; "
-                         f"{len(result.mutants)} mutants in {result.elapsed:.0f}s)")
+                         f"  ({overall.killed + overall.timeout} detected of {overall.scored}"
+                         + (f", {overall.seed_dependent} seed-dependent kills apart" if overall.seed_dependent else "")
+                         + f"; {len(result.mutants)} mutants in {result.elapsed:.0f}s)")
     if result.partial:
         line.append(f"  PARTIAL: {overall.unchecked} of {len(result.mutants)} mutants not checked", style="bold yellow")
         line.append(" (interrupted)" if result.interrupted else "", style="bold yellow")

@@ -15,7 +15,9 @@ from audit.model.mutate import MutateResult
 
 SCHEMA_VERSION = "2"
 STATUS = {"killed": "Killed", "survived": "Survived", "timeout": "Timeout", "no_coverage": "NoCoverage",
-          "unchecked": "Pending", "suspicious": "Pending", "skipped": "Ignored", "error": "RuntimeError"}
+          "unchecked": "Pending", "suspicious": "Pending", "skipped": "Ignored", "error": "RuntimeError",
+          "harness_error": "RuntimeError",
+          "seed_dependent": "Survived"}  # a kill under some seeds only is no detection, for Stryker's score too
 
 
 def _location(mutant) -> dict:
@@ -39,6 +41,8 @@ def to_stryker(result: MutateResult, high: int = 80, low: int = 60) -> dict:
             item["replacement"] = mutant.replacement
         if mutant.killed_by:
             item["killedBy"] = list(mutant.killed_by)
+        if mutant.status == "seed_dependent" or mutant.reason:
+            item["statusReason"] = mutant.verdict if mutant.status == "seed_dependent" else mutant.reason
         entry["mutants"].append(item)
     return {"schemaVersion": SCHEMA_VERSION, "thresholds": {"high": high, "low": low},
             "projectRoot": result.project, "files": files,
