@@ -139,7 +139,7 @@ def test_the_survey_splits_the_suite_across_the_workers_once():
     first = p.next_unit(500, 2)
     second = p.next_unit(500, 2, running=[first])
     assert first.tests == TESTS[:3] and second.tests == TESTS[3:]
-    assert first.kind == second.kind == "survey" and first.caps == {t: 1 for t in TESTS[:3]}
+    assert first.kind == second.kind == "survey" and first.caps == {t: 2 for t in TESTS[:3]}
     assert p.next_unit(500, 2, running=[first, second]) is None          # every test is being timed
     p.record([row(t, first.id) for t in first.tests], unit=first)
     assert sorted(p.next_unit(500, 2, running=[second]).tests) == TESTS[:3]   # the timed half goes on

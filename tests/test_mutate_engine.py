@@ -290,7 +290,7 @@ def test_scratch_copy_mirrors_the_project_and_skips_caches(tmp_path):
     (project / "tinyml" / "__pycache__").mkdir()
     (project / "tinyml" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"x")
     dest = tmp_path / "copy"
-    engine.sync_copy(project, dest, set())
+    engine.sync_copy(project, dest, set(), keep={"mutants"})
     assert (dest / "tinyml" / "core.py").read_text() == CORE
     assert not (dest / ".git").exists() and not (dest / "tinyml" / "__pycache__").exists()
     (project / "tests" / "test_core.py").unlink()

@@ -292,13 +292,14 @@ class Planner:
         return bool(self.memory_mb) and self.peak_mb.get(nodeid, 0.0) > HEAVY_SHARE * self.memory_mb
 
     def _survey(self, unmeasured: list[str], workers: int, running, seconds_left: float) -> Unit:
-        """Every test once: the untimed tests split into contiguous chunks among the workers not
+        """Every test timed: the untimed tests split into contiguous chunks among the workers not
         surveying yet (modules stay together, so their fixtures are built once). A chunk stops
         after SURVEY_SECONDS; what it left goes to the next survey unit."""
         free = max(1, workers - sum(1 for u in running if u.kind == "survey"))
         chunk = unmeasured[:math.ceil(len(unmeasured) / free)]
         self.surveying.update(chunk)
-        unit = self._unit(chunk, rounds=1, seconds_left=seconds_left, caps={n: 1 for n in chunk}, kind="survey",
+        # two rounds when the chunk is quick: both thread counts, and whether its draws vary with the seed
+        unit = self._unit(chunk, rounds=2, seconds_left=seconds_left, caps={n: 2 for n in chunk}, kind="survey",
                           order="file")
         unit.max_seconds = max(1.0, min(seconds_left - self.startup - 1.0,
                                          max(SURVEY_SECONDS, SURVEY_SHARE * self.budget)))
