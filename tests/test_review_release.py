@@ -88,7 +88,7 @@ class Release:
 
     def flaky(self, step: str, when: datetime) -> None:
         out = self.root.parent / f"flaky-{step}.json"
-        _audit("flaky", str(self.root), "--budget", "15", "--seed", "7", "--json", str(out), "--no-record")
+        _audit("flaky", str(self.root), "--budget", "30", "--seed", "7", "--json", str(out), "--no-record")
         self._record(step, "flaky", json.loads(out.read_text()), when)
 
     def mutate(self, step: str, when: datetime) -> None:
