@@ -57,7 +57,7 @@ def _last_durations(cfg, db) -> dict[str, float]:
     if not path.is_file():
         return {}
     try:
-        with Store(path, create=False) as store:
+        with Store(path, readonly=True) as store:
             run = store.latest("flaky")
             tests = store.tests(run.id) if run is not None else []
     except AuditError:

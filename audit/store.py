@@ -167,14 +167,16 @@ def _as_json(result: Any) -> dict:
 class Store:
     """The history store at *path*; created (with its folder) on first write.
 
-    ``Store(path, create=False)`` opens an existing store only, for readers: a missing file is
-    an error rather than an empty store.
+    ``Store(path, create=False)`` opens an existing store only: a missing file is an error rather
+    than an empty store. ``Store(path, readonly=True)`` is how readers (report, review) open it:
+    never written, so a store in a read-only folder, or on a read-only mount, still reads.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if not self.path.exists():
-            if not create:
+            if readonly or not create:
                 raise AuditError(f"no history store at {self.path}: run `audit flaky` or `audit mutate` first")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_file():
@@ -182,7 +184,7 @@ class Store:
         else:
             self._check_header()
         try:
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db = self._connect()
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -199,6 +201,21 @@ class Store:
 
     # -- opening, checking, migrating -------------------------------------------------------
 
+    def _connect(self) -> sqlite3.Connection:
+        """A connection; a reader's is read-only, and where even WAL's shared-memory file cannot
+        be made (a read-only folder) it reads the file as it stands (SQLite's ``immutable``)."""
+        options = dict(timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        if not self.readonly:
+            return sqlite3.connect(self.path, **options)
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+        try:
+            db.execute("PRAGMA user_version").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, **options)
+
     def _check_header(self) -> None:
         with self.path.open("rb") as f:
             head = f.read(len(_SQLITE_MAGIC))
@@ -208,6 +225,10 @@ class Store:
 
     def _open(self) -> None:
         self._check_identity()
+        if self.readonly and self.version < SCHEMA_VERSION:
+            raise AuditError(f"history store {self.path} was written by an older ml-audit (schema "
+                             f"{self.version}); record one run into it (`audit flaky` or `audit mutate`) "
+                             "to bring it up to date, then read it")
         if self.version < SCHEMA_VERSION:
             with self._write():  # re-checked under the write lock: another run may have migrated it
                 if self._check_identity() < SCHEMA_VERSION:
@@ -220,6 +241,8 @@ class Store:
         check = self._db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check: {check}")
+        if self.readonly:
+            return
         try:  # WAL persists in the file once set; a read-only store keeps whatever mode it has
             self._db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError:

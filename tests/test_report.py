@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -321,3 +325,28 @@ def test_cli_empty_store_exits_2(project, capsys):
     Store(project / "empty.sqlite").close()
     assert main(["report", str(project), "--db", str(project / "empty.sqlite")]) == 2
     assert "holds no runs" in capsys.readouterr().err
+
+
+def _read_only_mount_works(folder) -> bool:
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{folder}" "{folder}" && '
+                            f'! touch "{folder}/probe" 2>/dev/null'], capture_output=True)
+    return probe.returncode == 0
+
+
+def test_cli_reads_a_store_in_a_read_only_folder(tmp_path):
+    """A reader never writes, so a store on a read-only mount (a CI cache, a shared drive) still reports."""
+    if not shutil.which("unshare") or not _read_only_mount_works(tmp_path):
+        pytest.skip("needs a private mount namespace (unshare -m) to make a folder read-only")
+    project = tmp_path / "proj"
+    (project / "reports").mkdir(parents=True)
+    build_history(project / "reports" / "audit.sqlite").close()   # WAL mode, as every written store is
+    before = sorted(p.name for p in (project / "reports").iterdir())
+    out = tmp_path / "out"
+    audit = Path(sys.executable).with_name("audit")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{project}" "{project}" && '
+                           f'"{audit}" report "{project}" --until {NOW.isoformat()} --out "{out}"'],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "weekly.json").read_text())
+    assert {k: {t["nodeid"] for t in data["flaky"][k]} for k in EXPECTED} == EXPECTED
+    assert sorted(p.name for p in (project / "reports").iterdir()) == before

@@ -27,7 +27,7 @@ def write_report(cfg, *, since: str | None = None, until=None, formats: list[str
     unknown = [f for f in chosen if f not in WRITERS]
     if unknown or not chosen:
         raise AuditError(f"unknown report format {', '.join(unknown) or '(none)'}: choose from html, md, json")
-    with Store(store_path(cfg, db), create=False) as store:
+    with Store(store_path(cfg, db), readonly=True) as store:
         report = build_weekly(store, since=since or cfg.report.since, until=until, history=cfg.report.history,
                               top=cfg.report.top)
     folder = Path(out).expanduser() if out else Path(cfg.root) / cfg.reports_dir

@@ -30,7 +30,7 @@ def run_review(cfg, *, baseline: list[str], current: list[str] | None = None, db
     if needs_store and not path.exists():
         raise AuditError(f"no history store at {path}: run `audit flaky` / `audit mutate` first, "
                          "or give result files for both --baseline and --current")
-    store = Store(path, create=False) if path.exists() else None
+    store = Store(path, readonly=True) if path.exists() else None
     try:
         if needs_store and store.count() == 0:
             raise AuditError(f"the history store {path} is empty: run `audit flaky` / `audit mutate` first")
