@@ -133,12 +133,9 @@ def test_planted_weaknesses_survive_and_strong_tests_kill(run, expected):
             problems.append(f"no {entry['operator']} mutant at {entry['target']} ({entry.get('mutation')})")
         elif not any(m.status == entry.get("expect", "survived") for m in found):
             problems.append(f"weakness {entry['target']} {entry['operator']}: {[m.status for m in found]}")
-    # measured: the sample's dropped zero_grad is killed under the pinned seed only (seed_dependent);
-    # until sample_project/expected.toml says so, that entry is known to be seed-dependent
-    seed_dependent = {("tinyclf/train.py::train_step", "drop_zero_grad")}
     for entry in expected.get("strong", []):
         found = _pick(_candidates(result, entry["target"], entry["operator"]), entry.get("mutation", ""))
-        want = "seed_dependent" if (entry["target"], entry["operator"]) in seed_dependent else entry.get("expect", "killed")
+        want = entry.get("expect", "killed")
         if not found:
             problems.append(f"no {entry['operator']} mutant at {entry['target']}")
         elif not all(m.status == want for m in found):
