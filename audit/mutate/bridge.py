@@ -28,7 +28,7 @@ from typing import cast
 import libcst as cst
 import libcst.matchers as m
 import mutmut
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from audit.errors import AuditError
 
@@ -122,6 +122,8 @@ GRAD_ONLY = {"drop_item", "drop_detach"}
 class AuditVisitor(MutationVisitor):
     """mutmut's visitor with named operators, pruning, a line filter and grad-decorated functions."""
 
+    METADATA_DEPENDENCIES = (*MutationVisitor.METADATA_DEPENDENCIES, ParentNodeProvider)
+
     def __init__(self, operators: list[ops.Operator], ignored_code, allowed_lines: set[int] | None, noisy: bool):
         super().__init__([(op.node_type, op) for op in operators], ignored_code, None)
         self._named = operators
@@ -146,6 +148,9 @@ class AuditVisitor(MutationVisitor):
             elif isinstance(node, cst.Param) and node.default is not None:
                 self._arguments.add(id(node.default))
         return super().on_visit(node)
+
+    def _parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        return self.get_metadata(ParentNodeProvider, node, None)
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         if self._grad_off and self._grad_off[-1] == id(original_node):
@@ -186,7 +191,7 @@ class AuditVisitor(MutationVisitor):
             for mutated in op(node):
                 if self._removes_ignored_code_safe(node, mutated):
                     continue
-                if prune.is_equivalent(op.name, node, mutated):
+                if prune.is_equivalent(op.name, node, mutated, self._parent):
                     continue
                 if not op.ml and not self._noisy and prune.is_noisy(op.name, node, mutated,
                                                                      id(node) in self._arguments):

@@ -7,7 +7,8 @@ Three kinds of rule:
   mutations of the same literal (``dim=-1`` -> ``dim=+1``, the positive twin; ``'mean'`` ->
   ``'XXmeanXX'``; ``lr=0.1`` -> ``lr=1.1``) are dropped there.
 * Certainly-equivalent mutants: no change at all, a keyword removed that was set to the callee's
-  default (``audit.mutate.torch_defaults``), ``transpose(a, b)`` -> ``transpose(b, a)``.
+  default (``audit.mutate.torch_defaults``), ``transpose(a, b)`` -> ``transpose(b, a)``, a
+  ``keepdim`` change whose result no later code can see (``audit.mutate.unobservable``).
 * Noise (switchable with ``[tool.audit.mutate] noisy = true``): mutmut's case/XX mutation of
   enum-like strings (``mode='bilinear'``) and its ``None`` injection into arguments and assignments.
 """
@@ -20,6 +21,7 @@ import libcst as cst
 
 from audit.mutate import operators as ops
 from audit.mutate.torch_defaults import default_of
+from audit.mutate.unobservable import Parent, unobservable_keepdim
 
 MANAGED_KEYWORDS = {"dim", "axis", "keepdim", "keepdims", "reduction", "dtype", "seed", "random_state",
                     "shuffle", "drop_last", "requires_grad", *ops.HYPERPARAMS}
@@ -121,6 +123,8 @@ def is_noisy(operator: str, original: cst.CSTNode, mutated: cst.CSTNode, in_call
     return False
 
 
-def is_equivalent(operator: str, original: cst.CSTNode, mutated) -> bool:
-    return is_noop(original, mutated) or removes_default_keyword(original, mutated) or is_transpose_swap(
-        original, mutated)
+def is_equivalent(operator: str, original: cst.CSTNode, mutated, parent: Parent | None = None) -> bool:
+    """Certainly equivalent; with *parent* (the tree's parent links) also by where the value goes."""
+    return (is_noop(original, mutated) or removes_default_keyword(original, mutated)
+            or is_transpose_swap(original, mutated)
+            or (parent is not None and unobservable_keepdim(original, mutated, parent)))
