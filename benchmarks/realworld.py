@@ -9,6 +9,7 @@ minutes and needs the projects installed in the running environment (``deps`` wi
 so that the installed torch stays the only torch).
 
     python benchmarks/realworld.py --checkouts /tmp/rw [--only einops] [--budget 150] [--reruns 20]
+        [--results DIR]
 """
 
 from __future__ import annotations
@@ -91,9 +92,12 @@ def configure(root: Path, repo: dict) -> list[str]:
 def run_repo(root: Path, repo: dict, args) -> dict:
     settings = configure(root, repo)
     out: dict = {"name": repo["name"], "commit": repo["commit"], "configured": settings,
+                 "mutate_args": repo.get("mutate_args", []),
                  "plain": plain_pass(root, repo)}
     with tempfile.TemporaryDirectory() as tmp:
-        seconds, data, tail = audit(root, "flaky", Path(tmp) / "flaky.json", ["--budget", str(args.budget)])
+        keep = args.results or Path(tmp)
+        keep.mkdir(parents=True, exist_ok=True)
+        seconds, data, tail = audit(root, "flaky", keep / f"{repo['name']}-flaky.json", ["--budget", str(args.budget)])
         flaky = {"seconds": round(seconds, 1), "tail": tail}
         if data:
             counts: dict[str, int] = {}
@@ -108,7 +112,7 @@ def run_repo(root: Path, repo: dict, args) -> dict:
                                       for t in data["tests"] if t["verdict"] == "flaky"})
         out["flaky"] = flaky
         if not args.no_mutate:
-            seconds, data, tail = audit(root, "mutate", Path(tmp) / "mutate.json", [])
+            seconds, data, tail = audit(root, "mutate", keep / f"{repo['name']}-mutate.json", repo.get("mutate_args", []))
             out["mutate"] = {"seconds": round(seconds, 1), "tail": tail}
             if data:
                 out["mutate"].update(mutants=len(data["mutants"]), score=data["score"], partial=data["partial"],
@@ -129,7 +133,7 @@ def table(r: dict) -> str:
     if m:
         rows.append(("audit mutate", f"{m.get('mutants', '-')} mutants, score {m.get('score')}, {m.get('seconds')}s"
                                      + (" (partial)" if m.get("partial") else "")))
-    rows.append(("configured", "; ".join(r["configured"]) or "nothing"))
+    rows.append(("configured", "; ".join(r["configured"] + r.get("mutate_args", [])) or "nothing"))
     lines = [f"### {r['name']} @ {r['commit'][:10]}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
@@ -142,7 +146,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=150.0)
     parser.add_argument("--reruns", type=int, default=20)
     parser.add_argument("--no-mutate", action="store_true")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="write the table's numbers here")
+    parser.add_argument("--results", type=Path, help="keep each audit's full JSON result in this folder")
     args = parser.parse_args(argv)
     repos = tomllib.loads((HERE / "realworld.toml").read_text())["repo"]
     chosen = set(args.only.split(",")) if args.only else None
