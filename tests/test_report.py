@@ -176,6 +176,12 @@ def test_slowest_tests_and_the_cost_of_flakiness(report, history):
     for t in flaky_now:
         green *= 1 - t.rate
     assert report.flaky_cost["red_ci_runs_per_100_without_reruns"] == pytest.approx(100 * (1 - green), abs=0.01)
+    low, high = report.flaky_cost["red_ci_runs_per_100_interval"]   # the estimate carries its range
+    green_low = green_high = 1.0
+    for t in flaky_now:
+        green_low, green_high = green_low * (1 - t.interval[0]), green_high * (1 - t.interval[1])
+    assert (low, high) == (pytest.approx(100 * (1 - green_low), abs=0.01), pytest.approx(100 * (1 - green_high), abs=0.01))
+    assert low < report.flaky_cost["red_ci_runs_per_100_without_reruns"] < high
     assert report.flaky_cost["rerun_seconds_per_100_ci_runs"] == pytest.approx(
         sum(100 * t.rate * t.mean_duration for t in flaky_now))
 

@@ -73,6 +73,12 @@ def _interval(test: dict) -> str:
     return f"{_pct(low)}–{_pct(high)}" if low is not None and high is not None else "–"
 
 
+def _red_interval(cost: dict, before: str = "", after: str = "") -> str:
+    """The red-CI estimate's range, from each flaky test's 95% interval (see weekly.py)."""
+    span = cost.get("red_ci_runs_per_100_interval")
+    return f"{before}{span[0]:.1f}–{span[1]:.1f} from the tests' 95% intervals{after}" if span else ""
+
+
 def _cause(cause: dict) -> str:
     """A cause with its status as a tag: only a confirmed one is stated as the cause."""
     status, p = cause["status"], cause["p_value"]
@@ -118,7 +124,7 @@ def _cards(report: WeeklyReport) -> str:
         (_points(m["score"]) + delta_text, "mutation score (points)", "bad" if (delta or 0) < 0 else ""),
         (str(m["survivors"]) if m["current_run"] else "–", "surviving mutants", ""),
         ("–" if cost["red_ci_runs_per_100_without_reruns"] is None else f"{cost['red_ci_runs_per_100_without_reruns']:.1f}",
-         "CI runs in 100 red from flakiness (at the audit's rates)",
+         "CI runs in 100 red from flakiness (at the audit's rates" + _red_interval(cost, "; ") + ")",
          "bad" if cost["red_ci_runs_per_100_without_reruns"] else ""),
     ]
     return "<div class='cards'>" + "".join(
@@ -194,14 +200,16 @@ def _cost_section(report: WeeklyReport) -> str:
     if cost["tests"]:
         total = cost["rerun_seconds_per_100_ci_runs"]
         out.append(f"<p>At the failure rates measured under the audit's varied settings, without reruns "
-                   f"<b>{cost['red_ci_runs_per_100_without_reruns']:.1f}</b> CI runs in 100 would go red "
+                   f"<b>{cost['red_ci_runs_per_100_without_reruns']:.1f}</b>{_e(_red_interval(cost, ' (', ')'))} "
+                   f"CI runs in 100 would go red "
                    f"from flaky tests alone; with one rerun each, reruns cost "
                    f"<b>{'–' if total is None else f'{total:.1f} s'}</b> per 100 CI runs.</p>")
-        out.append("<table><tr><th>flaky test</th><th>rate</th><th>mean time</th><th>rerun s / 100 CI runs</th></tr>")
+        out.append("<table><tr><th>flaky test</th><th>rate</th><th>95% interval</th><th>mean time</th>"
+                   "<th>rerun s / 100 CI runs</th></tr>")
         for c in cost["tests"]:
             per = c["rerun_seconds_per_100_ci_runs"]
             mean = c["mean_duration"]
-            out.append(f"<tr><td><code>{_e(c['nodeid'])}</code></td><td>{_pct(c['rate'])}</td>"
+            out.append(f"<tr><td><code>{_e(c['nodeid'])}</code></td><td>{_pct(c['rate'])}</td><td>{_interval(c)}</td>"
                        f"<td>{'–' if mean is None else f'{mean:.3f} s'}</td><td>{'–' if per is None else f'{per:.2f}'}</td></tr>")
         out.append("</table>")
     elif not report.slowest:

@@ -41,6 +41,11 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _red_interval(cost: dict) -> str:
+    span = cost.get("red_ci_runs_per_100_interval")
+    return f" ({span[0]:.1f}–{span[1]:.1f} from the tests' 95% intervals)" if span else ""
+
+
 def _points(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -79,7 +84,8 @@ def render_markdown(report: WeeklyReport) -> str:
         summary.append(f"- mutation score **{_points(m['score'])}**{delta}, {m['survivors']} surviving mutants")
     if cost["red_ci_runs_per_100_without_reruns"] is not None and f["current_run"] is not None:
         summary.append(f"- at the rates the audit measured, flakiness would turn "
-                       f"**{cost['red_ci_runs_per_100_without_reruns']:.1f}** CI runs in 100 red without reruns")
+                       f"**{cost['red_ci_runs_per_100_without_reruns']:.1f}**{_red_interval(cost)} CI runs in 100 "
+                       "red without reruns")
     out += summary + [""] + [f"> {text(n)}" for n in report.notes] + ([""] if report.notes else [])
 
     out += ["## Flaky tests", ""]
@@ -130,10 +136,13 @@ def render_markdown(report: WeeklyReport) -> str:
     if cost["tests"]:
         total = cost["rerun_seconds_per_100_ci_runs"]
         out += [f"With one rerun per failure, flaky tests cost {'–' if total is None else f'{total:.1f} s'} "
-                "of reruns per 100 CI runs.", "", "| flaky test | rate | mean time | rerun s / 100 CI runs |", "|---|---|---|---|"]
+                "of reruns per 100 CI runs.", "", "| flaky test | rate | 95% interval | mean time | rerun s / 100 CI runs |",
+                "|---|---|---|---|---|"]
         for c in cost["tests"]:
             mean, per = c["mean_duration"], c["rerun_seconds_per_100_ci_runs"]
-            out.append(f"| {code(c['nodeid'])} | {_pct(c['rate'])} | {'–' if mean is None else f'{mean:.3f} s'} | "
+            low, high = c["interval"]
+            out.append(f"| {code(c['nodeid'])} | {_pct(c['rate'])} | {_pct(low)}–{_pct(high)} | "
+                       f"{'–' if mean is None else f'{mean:.3f} s'} | "
                        f"{'–' if per is None else f'{per:.2f}'} |")
         out.append("")
     elif not report.slowest:

@@ -239,7 +239,7 @@ def _worth_a_test(store: Store, current: Run, mutants: list[Mutant], trend_runs:
 
 def _slowest_and_cost(store: Store, flaky: dict, top: int, notes: list) -> tuple[list, dict]:
     cost = {"tests": [], "rerun_seconds_per_100_ci_runs": None, "red_ci_runs_per_100_without_reruns": None,
-            "audit_seconds": None}
+            "red_ci_runs_per_100_interval": None, "audit_seconds": None}
     if flaky["current_run"] is None:
         return [], cost
     rows = store.tests(flaky["current_run"])
@@ -250,20 +250,28 @@ def _slowest_and_cost(store: Store, flaky: dict, top: int, notes: list) -> tuple
                 "total_duration": t["total_duration"], "verdict": t["verdict"]}
                for t in sorted(timed, key=lambda t: -t["mean_duration"])[:top]]
     flaky_rows = [t for t in rows if t["verdict"] == "flaky"]
-    red = 1.0
+    green = [1.0, 1.0, 1.0]   # at the rates, at every test's low bound, at every test's high bound
     for t in flaky_rows:
-        red *= 1.0 - min(max(t["rate"], 0.0), 1.0)
+        low, high = (t["rate"] if b is None else b for b in t["interval"])
+        for i, rate in enumerate((t["rate"], low, high)):
+            green[i] *= 1.0 - _unit(rate)
         per_100 = 100.0 * t["rate"] * t["mean_duration"] if t["mean_duration"] is not None else None
-        cost["tests"].append({"nodeid": t["nodeid"], "rate": t["rate"], "mean_duration": t["mean_duration"],
-                              "rerun_seconds_per_100_ci_runs": per_100})
+        cost["tests"].append({"nodeid": t["nodeid"], "rate": t["rate"], "interval": list(t["interval"]),
+                              "mean_duration": t["mean_duration"], "rerun_seconds_per_100_ci_runs": per_100})
     cost["tests"].sort(key=lambda c: -(c["rerun_seconds_per_100_ci_runs"] or 0.0))
     if flaky_rows:
         known = [c["rerun_seconds_per_100_ci_runs"] for c in cost["tests"] if c["rerun_seconds_per_100_ci_runs"] is not None]
         cost["rerun_seconds_per_100_ci_runs"] = sum(known) if known else None
-    cost["red_ci_runs_per_100_without_reruns"] = round(100.0 * (1.0 - red), 2)
+    cost["red_ci_runs_per_100_without_reruns"] = round(100.0 * (1.0 - green[0]), 2)
+    # each end from every test's own 95% bound: wider than a joint 95% interval, never narrower
+    cost["red_ci_runs_per_100_interval"] = [round(100.0 * (1.0 - green[1]), 2), round(100.0 * (1.0 - green[2]), 2)]
     totals = [t["total_duration"] for t in rows if t["total_duration"] is not None]
     cost["audit_seconds"] = sum(totals) if totals else None
     return slowest, cost
+
+
+def _unit(rate: float) -> float:
+    return min(max(rate, 0.0), 1.0)
 
 
 def _project_name(recorded: str) -> str:
