@@ -86,7 +86,8 @@ def _attribute(cfg, result, progress) -> None:
     found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget, workers=cfg.flaky.workers or None,
                       progress=progress)
     for test in result.tests:
-        test.causes = found.get(test.nodeid, [])
+        if not test.timing:   # a timing failure names its own cause; no experiment can pin time
+            test.causes = found.get(test.nodeid, [])
     result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                           "interpreters": found.interpreters}

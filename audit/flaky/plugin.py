@@ -207,6 +207,16 @@ def _failure_digest(report) -> str:
     return text[-1][:200] if text else ""
 
 
+def _timing_kind(report) -> str | None:
+    """Whether a failure is about time (a deadline, a timeout, an assertion on a duration)."""
+    from audit.flaky.timing import failing_line, kind_of
+
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(report.longrepr or "")
+    message = str(crash.message) if crash is not None else (text.strip().splitlines() or [""])[-1]
+    return kind_of(message, failing_line(text))
+
+
 class AuditPlugin:
     """Applies the settings and records executions; registered only with ``--audit-enable``."""
 
@@ -446,6 +456,7 @@ class AuditPlugin:
         row["phases"][report.when] = outcome
         if outcome in ("failed", "rerun") and not row["digest"]:
             row["digest"] = f"{report.when}: {_failure_digest(report)}"
+            row["timing"] = _timing_kind(report)
         if report.when == "teardown":
             self._finish(row)
 

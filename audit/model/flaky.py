@@ -185,6 +185,7 @@ class TestVerdict:
     evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
     not_run_reason: str | None = None
     writes: list[str] = field(default_factory=list)   # project files the test creates or changes
+    timing: str | None = None   # flaky only: every failure was about time (audit.flaky.timing), and how
 
     @property
     def mean_duration(self) -> float:
@@ -205,7 +206,7 @@ class TestVerdict:
             "total_duration": round(self.total_duration, 4),
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
-            "writes": list(self.writes),
+            "writes": list(self.writes), "timing": self.timing,
         }
 
     @classmethod
@@ -221,7 +222,7 @@ class TestVerdict:
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
                    evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
-                   writes=list(data.get("writes") or ()))
+                   writes=list(data.get("writes") or ()), timing=data.get("timing"))
 
 
 @dataclass

@@ -55,7 +55,7 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
         raise TypeError(f"attribute() takes a FlakyResult, not {type(result).__name__}")
     started = time.monotonic()
     everything = [t.nodeid for t in result.tests]
-    flaky = [t.nodeid for t in result.flaky]
+    flaky = [t.nodeid for t in result.flaky if not t.timing]   # time cannot be pinned (audit.flaky.timing)
     if not flaky:
         return Attribution(rng_graph=callgraph.to_json(callgraph.build_graph([])), seconds=time.monotonic() - started)
     seed = int(result.settings.get("master_seed") or 0) if seed is None else seed
