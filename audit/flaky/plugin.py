@@ -26,6 +26,7 @@ import time
 
 import pytest
 
+from audit.flaky.children import Children
 from audit.flaky.sources import FAMILIES
 
 _SCOPED = ("class", "module", "package", "session")
@@ -246,6 +247,7 @@ class AuditPlugin:
         self.last_rows: dict[str, dict] = {}
         self.items: dict[str, object] = {}
         self.started = time.monotonic()
+        self.children = Children()   # before the snapshot: its variables are part of every round's start
         self.pristine = self._snapshot()
         self.watch = set(self.unit.get("watch") or ()) if self.unit else set()
         self.tree_before = None
@@ -404,6 +406,9 @@ class AuditPlugin:
         torch = self.fam.mods.get("torch")
         if torch is not None and self.threads:
             torch.set_num_threads(self.threads)
+        key = (nodeid, attempt) if attempt else (nodeid,)
+        self.children.begin(nodeid, {f: seeds[f] if f in seeds else self._seed_for(f, key) for f in FAMILIES},
+                            self.threads, self.deterministic)
         self.current = {
             "event": "row", "nodeid": nodeid, "round": self.round, "attempt": attempt,
             "seeds": seeds, "seed_modes": {f: self.modes.get(f) for f in FAMILIES},
@@ -484,6 +489,9 @@ class AuditPlugin:
         row["signature"] = randomness_signature(row, self.fixture_draws)
         row["pid"] = os.getpid()
         row["peak_rss_mb"] = _peak_rss_mb()
+        children = self.children.end(row["nodeid"])
+        if children:
+            row["children"] = children
         row["ended_at"] = time.time()
         if self.tree_before is not None:
             from audit.scratch import changed_files, tree_stats
@@ -502,6 +510,7 @@ class AuditPlugin:
         self.pristine = self._snapshot()   # the state every round starts from
 
     def pytest_unconfigure(self, config):
+        self.children.close()
         if self.rows:
             self.rows.close()
             self.rows = None

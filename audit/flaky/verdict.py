@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from audit.flaky import children
 from audit.flaky.timing import timing_cause, timing_of
 from audit.model.flaky import Setting, TestVerdict
 from audit.stats import clopper_pearson, rate, upper_bound_no_failures
@@ -75,6 +76,9 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
         evidence = f"never ran: {not_run_reason}"
     if load_note:
         evidence = "; ".join(p for p in (evidence, load_note.lstrip("; ")) if p)
+    spawned = children.summary(rows)
+    if spawned:
+        evidence = "; ".join(p for p in (evidence, children.evidence(spawned)) if p)
     timing = timing_of(rows) if verdict == "flaky" else None
     strength = None
     if verdict == "pass":
@@ -87,6 +91,6 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
         masked=masked, draws=draws, interpreters=len({r["unit"] for r in rows}), evidence=evidence,
         total_duration=sum(r.get("duration") or 0.0 for r in rows), evidence_strength=strength,
         writes=sorted({p for r in rows for p in r.get("wrote") or ()}),
-        not_run_reason=not_run_reason if not all_rows else None, timing=timing,
+        not_run_reason=not_run_reason if not all_rows else None, timing=timing, children=spawned,
         causes=[timing_cause(timing, k, n)] if timing else [],
     )

@@ -186,6 +186,7 @@ class TestVerdict:
     not_run_reason: str | None = None
     writes: list[str] = field(default_factory=list)   # project files the test creates or changes
     timing: str | None = None   # flaky only: every failure was about time (audit.flaky.timing), and how
+    children: dict | None = None   # Python processes it spawned: {"controlled": n, "uncontrolled": m}
 
     @property
     def mean_duration(self) -> float:
@@ -206,7 +207,7 @@ class TestVerdict:
             "total_duration": round(self.total_duration, 4),
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
-            "writes": list(self.writes), "timing": self.timing,
+            "writes": list(self.writes), "timing": self.timing, "children": self.children,
         }
 
     @classmethod
@@ -222,7 +223,8 @@ class TestVerdict:
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
                    evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
-                   writes=list(data.get("writes") or ()), timing=data.get("timing"))
+                   writes=list(data.get("writes") or ()), timing=data.get("timing"),
+                   children=data.get("children"))
 
 
 @dataclass
