@@ -471,29 +471,62 @@ def drawing_tests(rows_file: str) -> set[str]:
 def recheck_seeds(records: list[dict], spec: Spec) -> None:
     """Re-run each mutant killed by a test that draws randomness under the spec's other seeds, with the
     mutant active, and note in its record under how many of all the seeds (the pinned one included) it
-    was killed: a kill under some seeds only is no evidence that the suite catches the bug."""
+    was killed: a kill under some seeds only is no evidence that the suite catches the bug. The re-runs
+    are forks of this process, as many at a time as the spec's mutant workers."""
     from mutmut.mutation.trampoline import set_mutant_under_test
     from mutmut.utils.file_utils import change_cwd
-    from mutmut.workers.isolation import run_in_fork
+
+    def job(name: str, tests: list[str], seed: int):
+        def run() -> int:
+            set_mutant_under_test(name)
+            runner = AuditPytestRunner()
+            runner._pytest_add_cli_args = [SEED_OPTION.sub(rf"\g<1>={seed}", a) for a in runner._pytest_add_cli_args]
+            with change_cwd("mutants"):
+                code = runner.execute_pytest(runner._pytest_args_regular_run(tests))
+            return verdict_code(code, runner.recorder)
+        return run
 
     drawing = drawing_tests(spec.draws)
+    checked = []
     for record in records:
         tests = [t for t in record["killed_by"] if t in drawing]
-        if record["mutmut_status"] != "killed" or not tests or not spec.seeds:
-            continue
-        kills = 1  # the pinned seed's verdict
-        for seed in spec.seeds:
-            def run(seed=seed, tests=tests, name=record["id"]) -> int:
-                set_mutant_under_test(name)
-                runner = AuditPytestRunner()
-                runner._pytest_add_cli_args = [SEED_OPTION.sub(rf"\g<1>={seed}", a)
-                                               for a in runner._pytest_add_cli_args]
-                with change_cwd("mutants"):
-                    code = runner.execute_pytest(runner._pytest_args_regular_run(tests))
-                return verdict_code(code, runner.recorder)
+        if record["mutmut_status"] == "killed" and tests and spec.seeds:
+            checked.append((record, [job(record["id"], tests, seed) for seed in spec.seeds]))
+    codes = iter(run_in_forks([j for _, jobs in checked for j in jobs], max(1, spec.max_children)))
+    for record, jobs in checked:
+        kills = 1 + sum(next(codes) == 1 for _ in jobs)   # the pinned seed's verdict, then each other seed's
+        record.update(seed_kills=kills, seed_runs=len(jobs) + 1)
 
-            kills += run_in_fork(run) == 1
-        record.update(seed_kills=kills, seed_runs=len(spec.seeds) + 1)
+
+def run_in_forks(jobs: list, workers: int, poll: float = 0.01) -> list[int]:
+    """Each job run in a forked child, up to *workers* at once; their exit codes, in job order."""
+    import time
+
+    codes: list = [None] * len(jobs)
+    running: dict[int, int] = {}
+    pending = list(enumerate(jobs))[::-1]
+    while pending or running:
+        while pending and len(running) < workers:
+            index, fn = pending.pop()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    code = fn()
+                except BaseException:
+                    code = 1
+                os._exit(code if isinstance(code, int) else 0)
+            running[pid] = index
+        done = [(pid, status) for pid, status in (_reaped(pid) for pid in list(running)) if status is not None]
+        for pid, status in done:
+            codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+        if not done:
+            time.sleep(poll)
+    return codes
+
+
+def _reaped(pid: int) -> tuple[int, int | None]:
+    finished, status = os.waitpid(pid, os.WNOHANG)
+    return pid, (status if finished else None)
 
 
 def mutant_runner(max_workers: int = 1):
