@@ -20,6 +20,7 @@ from audit.cli import main
 
 ray = pytest.importorskip("ray")
 
+TWO_TESTS = ["tests/test_model.py::test_predictions_repeatable", "tests/test_model.py::test_logits_shape"]
 QUIET = {"threads": [1], "orders": ["file"], "hashseed": False, "determinism": False, "budget": 300.0,
          "record": False, "workers": 2}
 
@@ -43,17 +44,17 @@ def state(tmp_path, monkeypatch):
 
 def test_flaky_on_ray_gives_the_local_verdicts(cluster, state, sample_copy):
     (sample_copy / "pyproject.toml").write_text((sample_copy / "pyproject.toml").read_text().replace(
-        'test_paths = ["tests"]', 'test_paths = ["tests/test_model.py"]'))
+        'test_paths = ["tests"]', f'test_paths = {TWO_TESTS!r}'.replace("'", '"')))
     verdicts, settings = {}, {}
     for executor in ("local", "ray"):
         state(executor)
-        result = api.flaky(sample_copy, executor=executor, runs=30, seed=7, **QUIET)
+        result = api.flaky(sample_copy, executor=executor, runs=6, seed=7, **QUIET)
         assert result.stopped == "targets reached" and not result.error
         verdicts[executor] = {t.nodeid: t.verdict for t in result.tests}
         settings[executor] = result.settings
     assert verdicts["ray"] == verdicts["local"]
     assert verdicts["ray"]["tests/test_model.py::test_predictions_repeatable"] == "flaky"
-    assert sum(v == "pass" for v in verdicts["ray"].values()) >= 5
+    assert verdicts["ray"]["tests/test_model.py::test_logits_shape"].startswith("pass")
     assert settings["ray"]["executor"] == "ray" and settings["local"]["executor"] == "local"
     assert settings["ray"]["gpu_models"] == [] and settings["ray"]["rescheduled"] == 0
 
