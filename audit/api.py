@@ -12,28 +12,33 @@ from pathlib import Path
 from typing import Any, Callable
 
 from audit.atomic import check_writable
+from audit.executor import check as check_executor
 from audit.config import load_config
 from audit.project import project_root
 
 
-def configure(path: str | Path = ".", section: str = "", **settings: Any):
-    """The resolved configuration for *path*, with *settings* overriding one section."""
-    return load_config(project_root(path), {section: settings})
+def configure(path: str | Path = ".", section: str = "", top: dict | None = None, **settings: Any):
+    """The resolved configuration for *path*, with *settings* overriding one section and *top*
+    the top-level keys (``executor``, ``address``)."""
+    overrides = {"": dict(top or {})}
+    overrides.setdefault(section, {}).update(settings)
+    return load_config(project_root(path), overrides)
 
 
 def flaky(path: str | Path = ".", *, progress: Callable | None = None, attribution_progress: Callable | None = None,
           on_plan: Callable | None = None, resume: bool = False, json: str | Path | None = None, record: bool = True,
-          db: str | None = None, **settings: Any):
+          db: str | None = None, executor: str | None = None, address: str | None = None, **settings: Any):
     """Rerun the suite under varied settings, then (with ``attribute``) find why each flaky test fails.
 
-    Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says where the history
+    *executor* ("local" or "ray") and *address* (a Ray cluster) say where the units run. Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says where the history
     store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
     result is also written there, before anything is shown.
     """
     from audit.flaky.engine import run_flaky, session
     from audit.report import flaky_json
 
-    cfg = configure(path, "flaky", **settings)
+    cfg = configure(path, "flaky", top={"executor": executor, "address": address}, **settings)
+    check_executor(cfg)
     if json:
         check_writable(json)
     with session(cfg):
@@ -94,9 +99,11 @@ def _attribute(cfg, result, progress) -> None:
 
 
 def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: str | Path | None = None,
-           stryker: str | Path | None = None, record: bool = True, db: str | None = None, **settings: Any):
+           stryker: str | Path | None = None, record: bool = True, db: str | None = None,
+           executor: str | None = None, address: str | None = None, **settings: Any):
     """Mutation-test the suite with ML-aware operators; returns the :class:`audit.model.mutate.MutateResult`.
 
+    With *executor* "ray" the mutants are sharded across tasks on the Ray cluster at *address*.
     With *json* / *stryker* the result is written in those formats; it is recorded in the history
     store unless *record* is false (``recorded`` on the result says where).
     """
@@ -105,7 +112,8 @@ def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: st
     from audit.report import mutate_json
     from audit.report import stryker as stryker_report
 
-    cfg = configure(path, "mutate", **settings)
+    cfg = configure(path, "mutate", top={"executor": executor, "address": address}, **settings)
+    check_executor(cfg)
     for out in (json, stryker):
         if out:
             check_writable(out)

@@ -31,9 +31,12 @@ class Key:
     above: float | None = None     # a number must be greater than this
     least: float | None = None     # ... at least this
     most: float | None = None      # ... at most this (list items too)
+    choices: tuple[str, ...] = ()  # a string must be one of these (when given)
 
     def bound_error(self, value: Any) -> str | None:
         """Why *value* is out of range, or None when it is in range (or not a number)."""
+        if self.choices and isinstance(value, str) and value not in self.choices:
+            return "must be one of " + ", ".join(repr(c) for c in self.choices)
         for v in value if isinstance(value, list) else [value]:
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
@@ -53,6 +56,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pytest_args": Key("list[str]", [], "extra arguments passed to every pytest run"),
         "db": Key("str", "reports/audit.sqlite", "history store, relative to the project root"),
         "reports_dir": Key("str", "reports", "where reports are written, relative to the project root"),
+        "executor": Key("str", "local", "where flaky units and mutant shards run: 'local' (this machine) or 'ray' "
+                        "(a Ray cluster; pip install 'ml-audit[ray]')", choices=("local", "ray")),
+        "address": Key("str", "", "the Ray cluster for executor 'ray' (empty: $RAY_ADDRESS, else a local instance)"),
     },
     "flaky": {
         "budget": Key("float", 150.0, "wall-clock seconds to spend at most", above=0),
@@ -124,6 +130,10 @@ class Config(SimpleNamespace):
 
     def section(self, name: str) -> SimpleNamespace:
         return getattr(self, name) if name else self
+
+    def rooted(self, where) -> "Config":
+        """The same settings for a copy of the project at *where* (a mirror, a Ray worker's copy)."""
+        return Config(**{**vars(self), "root": Path(where), "run_dir": Path(where), "run_dirs": [Path(where)]})
 
 
 def read_pyproject(path: Path) -> dict[str, Any]:

@@ -17,6 +17,16 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-record", action="store_true", help="do not record this run in the history store")
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor and --address: run on this machine's cores or on a Ray cluster."""
+    parser.add_argument("--executor", choices=["local", "ray"],
+                        help="where the work runs: local cores or a Ray cluster (default: [tool.audit] executor, "
+                             "local); ray needs pip install 'ml-audit[ray]'")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to use (default: [tool.audit] address, $RAY_ADDRESS, "
+                             "else a local Ray instance)")
+
+
 def print_recorded(recorded, console) -> None:
     """One line saying where the run went in the history store, or why it could not go there."""
     if recorded is None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_history_arguments, add_project_argument, print_recorded
+from audit.commands import add_executor_arguments, add_history_arguments, add_project_argument, print_recorded
 
 NAME = "flaky"
 HELP = "find flaky tests: rerun the suite under varied RNG seeds, threads, hash seeds, order and determinism"
@@ -60,6 +60,7 @@ def add_arguments(parser):
     parser.add_argument("--attribute-budget", type=float, metavar="SECONDS",
                         help="seconds attribution may spend after detection (default 300)")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
+    add_executor_arguments(parser)
     add_history_arguments(parser)
 
 
@@ -91,11 +92,16 @@ def run(args) -> int:
                            budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,
                            seed=args.seed, rng=args.rng, threads=args.threads, orders=orders,
                            hashseed=args.hashseed, determinism=args.determinism, attribute=args.attribute,
-                           attribute_budget=args.attribute_budget)
+                           attribute_budget=args.attribute_budget, executor=args.executor,
+                           address=args.address)
     flaky_table.print_result(result, console, show_all=args.all)
     if args.json:
         console.print(f"JSON report: {escape(args.json)}", highlight=False)
     print_recorded(result.recorded, console)
+    if result.error:
+        console.print(f"[bold red]audit flaky: error:[/] {escape(result.error)}; partial results above; "
+                      f"continue with: audit flaky {escape(args.path)} --resume", highlight=False)
+        return 2
     if result.interrupted:
         console.print("[yellow]interrupted[/]: partial results above; "
                       f"continue with: audit flaky {escape(args.path)} --resume", highlight=False)

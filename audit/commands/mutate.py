@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.commands import add_history_arguments, add_project_argument, print_recorded
+from audit.commands import add_executor_arguments, add_history_arguments, add_project_argument, print_recorded
 
 NAME = "mutate"
 INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
@@ -23,6 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 when the score (0-100) is lower")
     parser.add_argument("--max-children", type=int, metavar="N", help="parallel mutant workers (default: CPU cores)")
     parser.add_argument("--list-operators", action="store_true", help="print the operators and exit")
+    add_executor_arguments(parser)
     add_history_arguments(parser)
 
 
@@ -42,7 +43,8 @@ def run(args) -> int:
             result = api.mutate(args.path, progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 json=args.json, stryker=args.stryker, record=not args.no_record, db=args.db,
                                 operators=args.operators, since=args.since, fail_under=args.fail_under,
-                                max_children=args.max_children)
+                                max_children=args.max_children,
+                                executor=args.executor, address=args.address)
     except KeyboardInterrupt:  # stopped before any mutant ran
         console.print("interrupted before any mutant was checked: nothing to report")
         return INTERRUPTED

@@ -14,15 +14,15 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from audit import executor as executors
 from audit.errors import AuditError
+from audit.executor import ExecutorLost, Job
 from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
-from audit.flaky.runner import Pool, run_unit
+from audit.flaky.runner import Unit, run_unit
 from audit.flaky.state import RunState, exclusive
 from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
@@ -101,22 +101,17 @@ class _Audit:
     # ---- scheduling ---------------------------------------------------------------------
     def run(self) -> FlakyResult:
         budget = float(self.flaky_cfg.budget)
-        workers = self.workers = self.flaky_cfg.workers or os.cpu_count() or 1
         timeout = float(self.flaky_cfg.timeout)
         self.deadline = self.t0 + max(0.0, budget - self.spent_before)
-        pool = Pool(workers)
-        self.pool = pool
+        self.executor = executors.make(self.cfg, self.workdir, self.flaky_cfg.workers or os.cpu_count() or 1)
+        workers = self.workers = self.executor.slots
         for nodeid in self._flaky_without_repro():
             self._queue_repro(nodeid)
         interrupted = False
         stopped = "targets reached"
-        free_dirs = list(self.cfg.run_dirs)   # one mirror per job running: units never share a tree
+        self.lost = ""
 
         def next_job():
-            job = pick()
-            return None if job is None else _Job(*job, where=free_dirs.pop(), start=start)
-
-        def pick():
             nonlocal stopped
             if time.monotonic() < self.deadline - self.planner.startup:
                 # one candidate per test at a time: a longer one only runs if the shorter passed
@@ -126,7 +121,7 @@ class _Audit:
                         if not cands:
                             self.repro_queue.pop(i)
                         self.repro_running.add(nodeid)
-                        return ("repro", nodeid, cand)
+                        return Job("repro", nodeid, cand, verify_repro, (self.cfg, cand, self._repro_timeout()))
             reserve = self.planner.startup + 1.0
             unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers,
                                           running=list(self.running.values()))
@@ -139,16 +134,11 @@ class _Audit:
             self.watched.update(unit.watch)
             self.units[unit.id] = json.loads(unit.to_json())
             self.running[unit.id] = unit
-            return ("unit", unit.id, unit)
-
-        def start(job):
-            if job.kind == "unit":
-                return run_unit(self.cfg, job.payload, self.planner.timeout_for(job.payload, timeout), self.workdir,
-                                pool.stop, pool.procs, cwd=job.where)
-            return self._verify(job.payload, job.where)
+            cpus, gpus = unit_resources(unit)
+            return Job("unit", unit.id, unit, unit_job, (self.cfg, unit, self.planner.timeout_for(unit, timeout)),
+                       cpus=cpus, gpus=gpus)
 
         def on_result(job, value):
-            free_dirs.append(job.where)
             if job.kind == "unit":
                 self.running.pop(job.key, None)
                 self._unit_done(value)
@@ -156,14 +146,24 @@ class _Audit:
                 self._repro_done(job.key, job.payload, value)
 
         try:
-            pool.run(next_job, on_result)
+            self.executor.run(next_job, on_result)
         except KeyboardInterrupt:
             interrupted = True
             stopped = "interrupted"
+        except ExecutorLost as exc:   # the partial result, and the reason, instead of a hang
+            interrupted = True
+            stopped = "interrupted"
+            self.lost = str(exc)
+        finally:
+            self.executor.close()
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
         self.state.meta["next_unit"] = self.planner.next_id
+        self.state.meta["rescheduled"] = self.state.meta.get("rescheduled", 0) + self.executor.rescheduled
         self.state.save()
         return self._result(stopped, interrupted)
+
+    def _repro_timeout(self) -> float:
+        return min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30)
 
     def _unit_done(self, res) -> None:
         unit = res.unit
@@ -202,15 +202,6 @@ class _Audit:
         cands = repro_mod.candidates(fails, self.rows_by_unit, self.units, self.cfg.pytest_args)
         if cands:
             self.repro_queue.append((nodeid, cands))
-
-    def _verify(self, cand: repro_mod.Repro, where: Path) -> bool:
-        """Run the repro command as a user would (in mirror *where*); True when the test failed again."""
-        rows_file = self.workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
-        run = PytestRun(self.cfg, verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
-                        rows_file=rows_file, cwd=where)
-        out = run.run(min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
-        mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
-        return bool(mine) and mine[0]["klass"] == "fail"
 
     def _repro_done(self, nodeid: str, cand: repro_mod.Repro, failed: bool) -> None:
         self.repro_running.discard(nodeid)
@@ -253,7 +244,10 @@ class _Audit:
         settings = dict(self.axes.describe())
         settings.update({"master_seed": self.master_seed, "budget": float(self.flaky_cfg.budget),
                          "runs": self.flaky_cfg.runs, "timeout": float(self.flaky_cfg.timeout),
-                         "workers": self.flaky_cfg.workers or os.cpu_count() or 1,
+                         "workers": self.workers, "executor": self.executor.name,
+                         "rescheduled": self.state.meta.get("rescheduled", 0),
+                         "gpu_models": list(self.executor.gpu_models),
+                         **({"executor_error": self.lost} if self.lost else {}),
                          "pytest_args": list(self.cfg.pytest_args),
                          "test_paths": list(self.cfg.test_paths)})
         return FlakyResult(project=str(self.cfg.root), tests=verdicts, settings=settings,
@@ -262,7 +256,7 @@ class _Audit:
                            interpreters=len({r["unit"] for r in self.rows}), stopped=stopped,
                            state_dir=str(self.state.path), interrupted=interrupted, rows=self.rows,
                            new_executions=len(self.rows) - self.rows_before,
-                           recorded_as=self.state.meta.get("recorded_as"))
+                           recorded_as=self.state.meta.get("recorded_as"), error=self.lost)
 
 
 def _evidence(verdicts, rate: float, workers: int) -> dict:
@@ -276,18 +270,28 @@ def _evidence(verdicts, rate: float, workers: int) -> dict:
             "more_seconds": round(seconds / max(1, workers), 1)}
 
 
-@dataclass
-class _Job:
-    """A unit or a repro check, the mirror it runs in, and the function that runs it in a worker thread."""
+def unit_resources(unit: Unit) -> tuple[int, int]:
+    """(CPUs, GPUs) a unit keeps busy: its largest torch thread count (all of a node when it must
+    run alone), and one GPU when it varies the CUDA axes."""
+    cpus = max([1, unit.env_threads or 1, *unit.threads])
+    return (1 << 16 if unit.exclusive else cpus), (1 if unit.cuda else 0)
 
-    kind: str                  # "unit" | "repro"
-    key: object                # unit id | node id
-    payload: object            # Unit | Repro
-    where: Path
-    start: Callable
 
-    def __call__(self):
-        return self.start(self)
+def unit_job(cfg, unit: Unit, timeout: float, *, where: Path, workdir: Path, stop=None, procs=None):
+    """A unit as an executor's job: run it in the project copy *where*."""
+    return run_unit(cfg.rooted(where), unit, timeout, workdir, stop, procs, cwd=where)
+
+
+def verify_repro(cfg, cand: repro_mod.Repro, timeout: float, *, where: Path, workdir: Path, stop=None,
+                 procs=None) -> bool:
+    """Run the repro command as a user would (in the project copy *where*); True when the test failed again."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows_file = workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
+    run = PytestRun(cfg.rooted(where), verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
+                    rows_file=rows_file, cwd=where)
+    out = run.run(timeout)
+    mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
+    return bool(mine) and mine[0]["klass"] == "fail"
 
 
 def state_dir(root: Path) -> Path:

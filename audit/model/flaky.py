@@ -249,6 +249,7 @@ class FlakyResult:
     recorded: Any = None                               # where the history store put it (audit.recording)
     new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
     recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
+    error: str = ""                                    # why the executor stopped early (a lost cluster)
 
     @property
     def flaky(self) -> list[TestVerdict]:

@@ -101,6 +101,7 @@ class Spec:
         self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
         self.draws: str = data.get("draws", "")              # the stats run's plugin rows: which tests draw
         self.seeds: list[int] = list(data.get("seeds", []))  # other seeds a kill by a drawing test is re-checked under
+        self.names: list[str] = list(data.get("names", []))  # the mutants to check (a shard); empty: all
 
     @classmethod
     def default(cls) -> "Spec":
@@ -595,15 +596,38 @@ def install(spec: Spec, operators: list[ops.Operator], progress=None) -> None:
     os.makedirs(spec.killers_dir, exist_ok=True)
 
 
-def run_mutmut(max_children: int) -> int:
-    """Run mutmut as installed by ``install``, in the current directory; its exit status."""
+def run_mutmut(max_children: int, names: list[str] = ()) -> int:
+    """Run mutmut as installed by ``install``, in the current directory, on the mutants *names*
+    (all when empty); its exit status."""
     from mutmut import __main__ as mutmut_main
 
     try:
-        mutmut_main._run([], max_children)
+        mutmut_main._run(list(names), max_children)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def mutant_names(spec: Spec, operators: list[ops.Operator], root: Path) -> list[str]:
+    """The names mutmut gives the mutants of *spec* in the project at *root*, in its order, made
+    as the worker makes them but without running a test: what shards of a run are cut from."""
+    from mutmut import configuration
+    from mutmut.utils.file_utils import change_cwd, walk_mutatable_files
+
+    saved = configuration._config
+    names: list[str] = []
+    try:
+        with change_cwd(root):
+            configuration._config = configure(spec)
+            for path in sorted(walk_mutatable_files()):
+                allowed = None
+                if spec.allowed_lines is not None:
+                    allowed = set(spec.allowed_lines.get(path.as_posix(), []))
+                _, records = generate(str(path), path.read_text(encoding="utf-8"), operators, allowed, spec.noisy)
+                names += [r["id"] for r in records]
+    finally:
+        configuration._config = saved
+    return names
 
 
 def mutmut_status(exit_code: int | None) -> str:

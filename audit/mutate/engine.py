@@ -183,7 +183,12 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
         results.unlink(missing_ok=True)
         diagnostics.unlink(missing_ok=True)
         log = scratch / "mutmut.log"
-        interrupted = _run_worker(scratch, workdir, log, progress)
+        if cfg.executor == "ray":
+            from audit.mutate.ray_shards import run_shards
+
+            interrupted = run_shards(cfg, spec, scratch, workdir, chosen, progress)
+        else:
+            interrupted = run_worker(scratch, workdir, log, progress)
         failed = json.loads(diagnostics.read_text()) if diagnostics.exists() and not interrupted else None
         if failed is None:
             stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
@@ -281,7 +286,7 @@ def _tail(log: Path, lines: int = 30) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:
+def run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:
     """Run the mutation worker to the end; True when Ctrl-C stopped it (mutmut keeps what it measured)."""
     read_fd, write_fd = os.pipe()
     interrupted = False

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     install(spec, select(",".join(spec.operators)), progress)
     start = time.monotonic()
     try:
-        exit_code = run_mutmut(spec.max_children)
+        exit_code = run_mutmut(spec.max_children, spec.names)
     except KeyboardInterrupt:  # stopped before mutmut's own handler was in place: keep what is on disk
         exit_code = 130
     signal.signal(signal.SIGINT, signal.SIG_IGN)
