@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from audit.executor import ExecutorLost, Job
+from audit.job import ExecutorLost, Job
 from audit.errors import AuditError
 
 POLL = 0.5           # seconds per ray.wait

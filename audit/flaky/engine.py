@@ -19,7 +19,7 @@ from pathlib import Path
 
 from audit import executor as executors
 from audit.errors import AuditError
-from audit.executor import ExecutorLost, Job
+from audit.job import ExecutorLost, Job
 from audit.flaky import repro as repro_mod
 from audit.flaky.plan import Axes, Planner
 from audit.flaky.runner import Unit, run_unit

@@ -15,10 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import audit
@@ -27,20 +23,17 @@ from audit.errors import AuditError
 from audit.model.mutate import Mutant, MutateResult
 from audit.mutate import registry
 from audit.mutate.bridge import FORMAT, MUTMUT_VERSION, Spec, status_from_mutmut
+from audit.mutate.launch import FORK_SAFE_ENV, Progress, run_worker, tail as _tail
 from audit.project import cache_dir as project_cache_dir
-from audit.pytest_run import QUIET_ARGS, PytestRun, kill_group, run_process
+from audit.pytest_run import QUIET_ARGS, PytestRun
 from audit.scratch import skipped, sync_copy
 
 # Every mutant's tests run with each RNG family pinned and one thread (the shared ml_audit plugin).
 PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "--audit-seed-random=0",
             "--audit-threads=1"]
-FORK_SAFE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                 "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
 RECHECK_SEEDS = [1, 2, 3, 4]  # a kill by a test that draws randomness is re-checked under these too
-STOP_GRACE = 20.0  # seconds the worker gets to save mutmut's verdicts after Ctrl-C
-SPINNER = re.compile(r"^[\u2800-\u28ff] ")  # mutmut's spinner lines, never worth showing
 
 
 def neutral_args() -> list[str]:
@@ -51,7 +44,6 @@ def neutral_args() -> list[str]:
         args.append("--no-cov")
     return args
 
-Progress = Callable[[int, int], None]
 
 
 def cache_dir(root: Path) -> Path:
@@ -279,49 +271,3 @@ def mutmut_failure(failed: dict, limit: int = 6000) -> str:
     return f"{head}\n{body[:limit]}" + ("\n..." if len(body) > limit else "")
 
 
-def _tail(log: Path, lines: int = 30) -> str:
-    """The end of mutmut's log, without its spinner lines."""
-    text = log.read_text(errors="replace").replace("\r", "\n") if log.exists() else ""
-    kept = [line for line in text.splitlines() if line.strip() and not SPINNER.match(line)]
-    return "\n".join(kept[-lines:])
-
-
-def run_worker(scratch: Path, workdir: Path, log: Path, progress: Progress | None) -> bool:
-    """Run the mutation worker to the end; True when Ctrl-C stopped it (mutmut keeps what it measured)."""
-    read_fd, write_fd = os.pipe()
-    interrupted = False
-    try:
-        proc = run_process([sys.executable, "-m", "audit.mutate.worker", str(scratch / "spec.json")], cwd=workdir,
-                           env={**FORK_SAFE_ENV, "AUDIT_PROGRESS_FD": str(write_fd)}, log=log, pass_fds=[write_fd])
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    try:
-        with os.fdopen(read_fd, "r") as events:
-            for line in events:
-                parts = line.split()
-                if progress is not None and len(parts) == 2:
-                    progress(int(parts[0]), int(parts[1]))
-        proc.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop(proc)
-    except BaseException:
-        kill_group(proc)
-        raise
-    if proc.returncode != 0 and not interrupted:
-        raise AuditError(f"the mutation worker crashed (exit {proc.returncode}); its log ({log}):\n{_tail(log)}")
-    return interrupted
-
-
-def _stop(proc) -> None:
-    """Pass Ctrl-C on to the worker, so mutmut stops its mutants and saves its verdicts; kill it if it lingers."""
-    try:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=STOP_GRACE)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        pass
-    finally:
-        kill_group(proc)  # the fork server and any mutant still running

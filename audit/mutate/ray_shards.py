@@ -2,7 +2,7 @@
 
 The driver names the mutants as mutmut will (:func:`audit.mutate.bridge.mutant_names`) and deals
 them round-robin to as many shards as the cluster has CPUs. Each task runs the ordinary mutation
-worker (:func:`audit.mutate.engine.run_worker`, mutmut through the bridge) on its shard, in its
+worker (:func:`audit.mutate.launch.run_worker`, mutmut through the bridge) on its shard, in its
 own copy of the shipped project, and returns the worker's records. Every shard knows every
 mutant: a mutant's record is taken from the shard that checked it, and a mutant no shard was
 given stays unchecked, so a partial run says so.
@@ -16,14 +16,14 @@ from pathlib import Path
 
 from audit import executor as executors
 from audit.atomic import write_json
-from audit.executor import Job
+from audit.job import Job
 from audit.mutate.bridge import Spec, mutant_names
 
 
 def shard_job(spec: dict, names: list[str], *, where: Path, workdir: Path, stop=None, procs=None) -> dict:
     """On a worker: check the mutants *names* in the project copy *where*; the worker's results,
     and its diagnostics when mutmut's stats or clean run failed."""
-    from audit.mutate.engine import _tail, run_worker
+    from audit.mutate.launch import run_worker, tail
 
     workdir.mkdir(parents=True, exist_ok=True)
     mine = {**spec, "names": names, "max_children": 1, "killers_dir": str(workdir / "killers"),
@@ -34,7 +34,7 @@ def shard_job(spec: dict, names: list[str], *, where: Path, workdir: Path, stop=
     run_worker(workdir, where, log, None)
     read = (lambda p: json.loads(p.read_text()) if p.exists() else None)
     return {"names": names, "results": read(workdir / "results.json"),
-            "diagnostics": read(workdir / "diagnostics.json"), "log": _tail(log)}
+            "diagnostics": read(workdir / "diagnostics.json"), "log": tail(log)}
 
 
 def shards(names: list[str], count: int) -> list[list[str]]:
