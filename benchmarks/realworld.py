@@ -90,9 +90,10 @@ def configure(root: Path, repo: dict) -> list[str]:
 
 
 def run_repo(root: Path, repo: dict, args) -> dict:
+    os.environ.update(repo.get("env", {}))   # what the project's own CI sets before pytest
     settings = configure(root, repo)
     out: dict = {"name": repo["name"], "commit": repo["commit"], "configured": settings,
-                 "mutate_args": repo.get("mutate_args", []),
+                 "mutate_args": repo.get("mutate_args", []), "env": repo.get("env", {}),
                  "plain": plain_pass(root, repo)}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.results or Path(tmp)
@@ -133,7 +134,8 @@ def table(r: dict) -> str:
     if m:
         rows.append(("audit mutate", f"{m.get('mutants', '-')} mutants, score {m.get('score')}, {m.get('seconds')}s"
                                      + (" (partial)" if m.get("partial") else "")))
-    rows.append(("configured", "; ".join(r["configured"] + r.get("mutate_args", [])) or "nothing"))
+    env = [f"{k}={v}" for k, v in r.get("env", {}).items()]
+    rows.append(("configured", "; ".join(env + r["configured"] + r.get("mutate_args", [])) or "nothing"))
     lines = [f"### {r['name']} @ {r['commit'][:10]}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
