@@ -80,6 +80,8 @@ def configure(root: Path, repo: dict) -> list[str]:
     if repo.get("pytest_args"):
         lines.append(f"pytest_args = {json.dumps(repo['pytest_args'])}")
     mutate = [f"paths_to_mutate = {json.dumps(repo['mutate_paths'])}"] if repo.get("mutate_paths") else []
+    if repo.get("deselect"):
+        mutate.append(f"deselect = {json.dumps(repo['deselect'])}")
     text = (root / "pyproject.toml").read_text() if (root / "pyproject.toml").is_file() else ""
     if "[tool.audit]" not in text and (lines or mutate):
         block = "\n[tool.audit]\n" + "\n".join(lines) + "\n"
