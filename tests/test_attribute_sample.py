@@ -113,6 +113,6 @@ def test_the_causes_validate_against_the_schema(attributed):
     tests = [{"nodeid": n, "verdict": "flaky", "executions": 1, "failures": 1, "rate": 1.0, "interval": [0, 1],
               "failing_settings": [], "repro": None, "causes": [c.to_json() for c in found]}
              for n, found in causes.items()]
-    validate({"schema": "ml-audit.flaky/2", "project": "sample_project", "settings": {}, "seconds": causes.seconds,
+    validate({"schema": "ml-audit.flaky/3", "project": "sample_project", "settings": {}, "seconds": causes.seconds,
               "executions": causes.executions, "interpreters": causes.interpreters, "stopped": "targets reached",
               "rng_graph": causes.rng_graph, "rng_hygiene": causes.rng_hygiene, "tests": tests})

@@ -78,6 +78,6 @@ def test_the_result_validates(attributed):
     tests = [{"nodeid": n, "verdict": "flaky", "executions": 1, "failures": 1, "rate": 1.0, "interval": [0, 1],
               "failing_settings": [], "repro": None, "causes": [c.to_json() for c in causes]}
              for n, causes in attributed.items()]
-    validate({"schema": "ml-audit.flaky/2", "project": "mix", "settings": {}, "seconds": attributed.seconds,
+    validate({"schema": "ml-audit.flaky/3", "project": "mix", "settings": {}, "seconds": attributed.seconds,
               "executions": attributed.executions, "interpreters": attributed.interpreters,
               "stopped": "targets reached", "rng_graph": attributed.rng_graph, "tests": tests})

@@ -41,8 +41,12 @@ PYTEST_FAILED_TO_RUN = (2, 3, 4, 5)
 class _Audit:
     """One run of the engine: the scheduler between the planner, the pool and the repros."""
 
-    def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None):
-        self.t0 = time.monotonic()   # the budget counts collection too
+    def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
+                 handover: float | None = None, t0: float | None = None):
+        self.t0 = time.monotonic() if t0 is None else t0   # the budget counts collection too
+        # seconds after which detection stops once it has found a flaky test (attribution's share
+        # of the budget follows); None: detection may spend the whole budget
+        self.handover = handover
         self.cfg = cfg
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
@@ -118,6 +122,9 @@ class _Audit:
 
         def pick():
             nonlocal stopped
+            if self._handing_over():
+                stopped = "budget spent"
+                return None
             if time.monotonic() < self.deadline - self.planner.startup:
                 # one candidate per test at a time: a longer one only runs if the shorter passed
                 for i, (nodeid, cands) in enumerate(self.repro_queue):
@@ -128,7 +135,7 @@ class _Audit:
                         self.repro_running.add(nodeid)
                         return ("repro", nodeid, cand)
             reserve = self.planner.startup + 1.0
-            unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers,
+            unit = self.planner.next_unit(self._detection_end() - time.monotonic() - reserve, workers,
                                           running=list(self.running.values()))
             if unit is None:
                 if self.planner.pending() and not self.running:
@@ -164,6 +171,19 @@ class _Audit:
         self.state.meta["next_unit"] = self.planner.next_id
         self.state.save()
         return self._result(stopped, interrupted)
+
+    def _detection_end(self) -> float:
+        """The monotonic time detection should be done by: the handover once a test is flaky."""
+        if self.handover is not None and any(t.flaky for t in self.planner.tally.values()):
+            return min(self.deadline, self.t0 - self.spent_before + self.handover)
+        return self.deadline
+
+    def _handing_over(self) -> bool:
+        """Detection's share is spent and it found something for attribution to explain."""
+        if self.handover is None:
+            return False
+        spent = self.spent_before + time.monotonic() - self.t0
+        return spent >= self.handover - self.planner.startup and any(t.flaky for t in self.planner.tally.values())
 
     def _unit_done(self, res) -> None:
         unit = res.unit
@@ -312,10 +332,15 @@ def session(cfg):
             cfg.run_dir, cfg.run_dirs = cfg.root, [cfg.root]
 
 
-def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None) -> FlakyResult:
+def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
+              handover: float | None = None, t0: float | None = None) -> FlakyResult:
     """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`.
 
     *durations* (node id -> seconds, e.g. from the history store) spare the survey; *on_plan*
     gets the plan (what the budget can and cannot prove) once every test's duration is known.
+    With *handover* (seconds of the budget) detection stops there once a test is flaky, leaving
+    the rest to attribution (with none flaky it may spend the whole budget); *t0* is when the
+    budget started.
     """
-    return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan).run()
+    return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan,
+                  handover=handover, t0=t0).run()

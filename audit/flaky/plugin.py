@@ -13,6 +13,10 @@ nothing (not even torch) is imported until then. When enabled it
   order for several rounds in this one interpreter, tearing every fixture down between rounds;
 * with ``--audit-rows FILE`` appends one JSON line per test execution: outcome, duration, every
   setting, the seeds drawn, which RNG families the test consumed, and a failure digest.
+
+``--audit-quarantine FILE`` works without ``--audit-enable``, in a user's ordinary run: it marks
+the tests listed in a quarantine file (``audit flaky --quarantine FILE``) ``xfail(strict=False)``
+with the audit's reason, so known flakes stop failing CI until they are fixed.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ def pytest_addoption(parser):
                     help="ml-audit: append one JSON line per test execution to FILE")
     group.addoption("--audit-collect", default=None, metavar="FILE",
                     help="ml-audit (internal): write the collected node ids to FILE as JSON")
+    group.addoption("--audit-quarantine", default=None, metavar="FILE",
+                    help="ml-audit: mark the tests listed in FILE (audit flaky --quarantine FILE) "
+                         "xfail(strict=False) with the audit's reason")
 
 
 def pytest_configure(config):
@@ -61,6 +68,29 @@ def pytest_configure(config):
         config.pluginmanager.register(AuditPlugin(config), "ml-audit-flaky")
     if config.getoption("audit_collect", None):
         config.pluginmanager.register(CollectedIds(config.getoption("audit_collect")), "ml-audit-collect")
+    if config.getoption("audit_quarantine", None):
+        config.pluginmanager.register(Quarantine(config.getoption("audit_quarantine")), "ml-audit-quarantine")
+
+
+class Quarantine:
+    """Marks the quarantined tests xfail (not strict: a quarantined test that passes is fine)."""
+
+    def __init__(self, path: str):
+        from audit.report.quarantine import read
+
+        try:
+            self.reasons = read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise pytest.UsageError(f"--audit-quarantine: cannot read {path}: {exc}") from None
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            reason = self.reasons.get(item.nodeid)
+            if reason is not None:
+                item.add_marker(pytest.mark.xfail(strict=False, reason=reason))
+
+    def pytest_report_header(self):
+        return f"ml-audit: {len(self.reasons)} quarantined tests marked xfail(strict=False)"
 
 
 class CollectedIds:

@@ -1,6 +1,9 @@
 """The ``audit flaky`` result: one verdict per test, its failing settings and its causes.
 
-Schema ``ml-audit.flaky/2`` (``audit/schemas/flaky.schema.json``). Version 2 added to each cause
+Schema ``ml-audit.flaky/3`` (``audit/schemas/flaky.schema.json``). Version 3 added the cause status
+``undetermined`` (a leading suspect the budget ended before deciding, with ``more_runs``), so a
+version 2 reader could not read every status; it also added the optional ``attribution.budget``,
+``attribution.per_test`` and ``settings.attribute``. Version 2 added to each cause
 ``status`` (confirmed / suspected / unknown), ``confirmed``, ``counts`` (the experiment's numbers as
 fields, the confirmation run's among them), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
 ``p_value`` null. ``from_json`` reads version 1 results too.
@@ -11,12 +14,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA = "ml-audit.flaky/2"
-READABLE = ("ml-audit.flaky/1", SCHEMA)
+SCHEMA = "ml-audit.flaky/3"
+READABLE = ("ml-audit.flaky/1", "ml-audit.flaky/2", SCHEMA)
 
 VERDICTS = ("flaky", "pass", "fail", "skip", "error", "not run")
 EVIDENCE = ("strong", "weak")        # of a pass: whether its executions bound the failure rate
-CAUSE_STATUSES = ("confirmed", "suspected", "unknown")
+CAUSE_STATUSES = ("confirmed", "suspected", "undetermined", "unknown")
 
 
 @dataclass
@@ -83,8 +86,10 @@ class Cause:
     """Why a flaky test fails: the source whose variation alone reproduces it, and where.
 
     ``status`` is ``confirmed`` only when the source was significant and pinning it alone made the
-    failures vanish; ``suspected`` when it led without that confirmation; ``unknown`` when no
-    source explained the failures (then ``p_value`` is None: no rejected source lends its own).
+    failures vanish; ``suspected`` when it was significant without that confirmation;
+    ``undetermined`` when it led (failed more often released than pinned) but the budget ended
+    before the test decided (``more_runs``: about how many more runs would); ``unknown`` when no
+    source moved the failure rate (then ``p_value`` is None: no rejected source lends its own).
     """
 
     source: str
@@ -98,6 +103,7 @@ class Cause:
     polluter: str | None = None
     state: list[StateChange] = field(default_factory=list)
     trace_error: str | None = None    # why no draw site could be traced, when tracing failed
+    more_runs: int | None = None      # undetermined only: about how many more runs would decide it
 
     @property
     def confirmed(self) -> bool:
@@ -109,7 +115,7 @@ class Cause:
                 "counts": self.counts.to_json() if self.counts else None,
                 "sites": [s.to_json() for s in self.sites], "call_path": list(self.call_path),
                 "polluter": self.polluter, "state": [c.to_json() for c in self.state],
-                "trace_error": self.trace_error}
+                "trace_error": self.trace_error, "more_runs": self.more_runs}
 
     @classmethod
     def from_json(cls, data: dict) -> "Cause":
@@ -124,7 +130,7 @@ class Cause:
                    sites=[Site.from_json(s) for s in data.get("sites") or ()],
                    call_path=list(data.get("call_path") or ()), polluter=data.get("polluter"),
                    state=[StateChange.from_json(c) for c in data.get("state") or () if isinstance(c, dict)],
-                   trace_error=data.get("trace_error"))
+                   trace_error=data.get("trace_error"), more_runs=data.get("more_runs"))
 
 
 SETTING_KEYS = ("seeds", "threads", "hashseed", "deterministic", "order", "round", "attempt")
@@ -246,6 +252,8 @@ class FlakyResult:
     recorded: Any = None                               # where the history store put it (audit.recording)
     new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
     recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
+    wall_seconds: float = 0.0                          # detection and attribution together, this invocation
+    deprecations: list[str] = field(default_factory=list)   # settings read but no longer meaningful
 
     @property
     def flaky(self) -> list[TestVerdict]:

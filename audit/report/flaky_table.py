@@ -138,7 +138,13 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         f"determinism {settings['determinism']}; CUDA {settings['cuda']}; plan seed "
         f"{settings['master_seed']}", highlight=False)
     if result.flaky and not any(t.causes for t in result.tests) and not result.interrupted:
-        console.print("to find why and where each flaky test fails: audit flaky --attribute", highlight=False)
+        console.print("to find why and where each flaky test fails: audit flaky without --no-attribute",
+                      highlight=False)
+    if result.attribution:
+        att = result.attribution
+        console.print(f"attribution: {att.get('executions', 0)} executions in {att.get('interpreters', 0)} "
+                      f"interpreters, {att.get('seconds', 0):.0f}s of the {settings.get('budget', 0):.0f}s budget "
+                      f"(its share: {att.get('budget', 0):.0f}s)", highlight=False, soft_wrap=True)
     passes = [t for t in result.tests if t.verdict == "pass"]
     if passes:
         weakest = min(passes, key=lambda t: t.executions)

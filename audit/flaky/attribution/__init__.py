@@ -20,19 +20,21 @@ from audit.flaky.attribution.case import Case
 from audit.flaky.attribution.causes import Trace, causes_of
 from audit.flaky.attribution.lab import Lab
 from audit.flaky.attribution.polluter import find_polluter
+from audit.flaky.sources import UNKNOWN
 from audit.flaky.tracing import hygiene_list, trace_tests
 from audit.model.flaky import Cause, FlakyResult
 from audit.project import unused_plugins
 
-__all__ = ["Attribution", "attribute"]
+__all__ = ["Attribution", "attribute", "out_of_budget"]
 
 
 class Attribution(dict):
     """Node id -> list of :class:`Cause`, plus the RNG call graph, the hygiene list and the spend."""
 
     def __init__(self, causes: dict[str, list[Cause]] | None = None, *, rng_graph=None, rng_hygiene=None,
-                 seconds=0.0, executions=0, interpreters=0):
+                 seconds=0.0, executions=0, interpreters=0, per_test=None):
         super().__init__(causes or {})
+        self.per_test = per_test or {}   # executions of each flaky test attribution ran
         self.rng_graph = rng_graph or {}
         self.rng_hygiene = rng_hygiene or []
         self.seconds = seconds
@@ -82,4 +84,16 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
     flaky_records = [trace.records[n] for n in flaky if n in trace.records]
     return Attribution(causes, rng_graph=callgraph.to_json(callgraph.build_graph(flaky_records, unseeded_only=True)),
                        rng_hygiene=hygiene_list(trace.records.values()), seconds=time.monotonic() - started,
-                       executions=lab.executions, interpreters=lab.interpreters)
+                       executions=lab.executions, interpreters=lab.interpreters,
+                       per_test={n: lab.per_test.get(n, 0) for n in flaky})
+
+
+def out_of_budget(result: FlakyResult, seconds: float) -> Attribution:
+    """The causes when detection left attribution too little of the budget to release anything."""
+    from audit.flaky.hints import make_cause
+
+    left = f"{max(0.0, seconds):.0f}s" if seconds > 0 else "nothing"
+    causes = {t.nodeid: [make_cause(UNKNOWN, None, f"not attributed: detection left {left} of the budget",
+                                    nodeid=t.nodeid)] for t in result.flaky}
+    return Attribution(causes, rng_graph=callgraph.to_json(callgraph.build_graph([])),
+                       per_test={n: 0 for n in causes})

@@ -36,6 +36,7 @@ class Lab:
         self.next_id = 0
         self.executions = 0
         self.interpreters = 0
+        self.per_test: dict[str, int] = {}     # executions per node id
         axes = Axes.from_config(cfg.flaky)
         self.default_threads = axes.default_threads
         self.threads = axes.threads if len(axes.threads) > 1 else sorted({1, 2, axes.default_threads})
@@ -79,6 +80,8 @@ class Lab:
             if hasattr(value, "rows"):
                 self.interpreters += 1
                 self.executions += len(value.rows)
+                for row in value.rows:
+                    self.per_test[row["nodeid"]] = self.per_test.get(row["nodeid"], 0) + 1
 
         pool.run(next_job, on_result)
         return [results.get(i) for i in range(len(jobs))]
