@@ -117,6 +117,12 @@ def _attribute(cfg, result, progress, seconds: float) -> None:
         found = attribute(cfg, result, budget_seconds=seconds, workers=cfg.flaky.workers or None, progress=progress)
     for test in result.tests:
         test.causes = found.get(test.nodeid, [])
+        pair = found.repros.get(test.nodeid)
+        if pair:
+            test.counterfactual, test.repro_runs, test.counterfactual_runs = (
+                pair["counterfactual"], tuple(pair["repro_runs"]), tuple(pair["counterfactual_runs"]))
+            if pair["verified"] or not test.repro_verified:
+                test.repro, test.repro_verified = pair["repro"], pair["verified"]
     result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                           "interpreters": found.interpreters, "budget": round(max(0.0, seconds), 2),

@@ -9,7 +9,6 @@ appended to a state folder outside the project, so Ctrl-C keeps what was measure
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -27,7 +26,6 @@ from audit.flaky.state import RunState, exclusive
 from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
 from audit.project import cache_dir, collect, unused_plugins
-from audit.pytest_run import PytestRun
 from audit.scratch import sync_copy
 from audit.stats import runs_to_bound
 
@@ -225,12 +223,8 @@ class _Audit:
 
     def _verify(self, cand: repro_mod.Repro, where: Path) -> bool:
         """Run the repro command as a user would (in mirror *where*); True when the test failed again."""
-        rows_file = self.workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
-        run = PytestRun(self.cfg, verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
-                        rows_file=rows_file, cwd=where)
-        out = run.run(min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30))
-        mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
-        return bool(mine) and mine[0]["klass"] == "fail"
+        return bool(repro_mod.failed(self.cfg, cand, self.workdir, cwd=where,
+                                     timeout=min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30)))
 
     def _repro_done(self, nodeid: str, cand: repro_mod.Repro, failed: bool) -> None:
         self.repro_running.discard(nodeid)

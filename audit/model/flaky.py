@@ -191,6 +191,9 @@ class TestVerdict:
     evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
     not_run_reason: str | None = None
     writes: list[str] = field(default_factory=list)   # project files the test creates or changes
+    repro_runs: tuple | None = None         # (failures, runs) of the repro when attribution verified it
+    counterfactual: str | None = None       # the repro with its cause pinned at a value that passed
+    counterfactual_runs: tuple | None = None   # its (failures, runs)
 
     @property
     def mean_duration(self) -> float:
@@ -212,6 +215,9 @@ class TestVerdict:
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
             "writes": list(self.writes),
+            "repro_runs": list(self.repro_runs) if self.repro_runs else None,
+            "counterfactual": self.counterfactual,
+            "counterfactual_runs": list(self.counterfactual_runs) if self.counterfactual_runs else None,
         }
 
     @classmethod
@@ -227,7 +233,10 @@ class TestVerdict:
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
                    evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
-                   writes=list(data.get("writes") or ()))
+                   writes=list(data.get("writes") or ()),
+                   repro_runs=tuple(data["repro_runs"]) if data.get("repro_runs") else None,
+                   counterfactual=data.get("counterfactual"),
+                   counterfactual_runs=tuple(data["counterfactual_runs"]) if data.get("counterfactual_runs") else None)
 
 
 @dataclass
@@ -263,7 +272,7 @@ class FlakyResult:
         return {"schema": SCHEMA, "project": self.project, "settings": self.settings,
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
-                "attribution": self.attribution, "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
+                "attribution": self.attribution, "wall_seconds": round(self.wall_seconds, 2), "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
 
     @classmethod

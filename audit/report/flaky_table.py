@@ -111,8 +111,14 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         if t.repro and t.verdict in ("flaky", "fail", "error"):
             mark = {True: "fails again when run", False: "did not fail when re-run",
                     None: "not re-run"}[t.repro_verified]
+            if t.repro_runs:
+                mark = f"failed {t.repro_runs[0]}/{t.repro_runs[1]} runs"
             console.print(f"[bold]{escape(t.nodeid)}[/] repro ({mark}):", highlight=False)
             console.print(f"  {escape(t.repro)}", highlight=False, soft_wrap=True)
+            if t.counterfactual and t.counterfactual_runs:
+                cf, cn = t.counterfactual_runs
+                console.print(f"  counterfactual, the cause pinned (failed {cf}/{cn} runs):", highlight=False)
+                console.print(f"  {escape(t.counterfactual)}", highlight=False, soft_wrap=True)
             if t.masked:
                 console.print(f"  [yellow]{escape(t.evidence)}[/]", highlight=False)
             if what_happened(t):

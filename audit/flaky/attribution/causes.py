@@ -147,9 +147,11 @@ def _unknown(case: Case) -> Cause:
     else:
         evidence = f"pinned {case.base[0]}/{case.base[1]} failed; released: " + ", ".join(
             f"{sources.label(s)} {case.released[s][0]}/{case.released[s][1]}" for s in tried)
-    untried = [s for s in TRIED if s not in case.released]
+    untried = [s for s in TRIED if s not in case.released and s not in case.not_drawn]
     if untried and case.pin is not None:
         evidence += f" (not tried in the budget: {', '.join(sources.label(s) for s in untried)})"
+    if case.not_drawn and case.pin is not None:
+        evidence += f" (never drawn by the test, so not released: {', '.join(sources.label(s) for s in case.not_drawn)})"
     cause = make_cause(sources.UNKNOWN, None, evidence, nodeid=case.nodeid, tried=[sources.label(s) for s in tried])
     weak = moved(case)
     if weak:   # some failures released, too few to single out a source: no hint away from them

@@ -138,12 +138,12 @@ def _closeness(case: Case, source: str) -> float:
 
 
 def _pinned_rounds(case: Case) -> int:
-    """Pinned executions to add beside the released chunks: keep the pinned arm as large as the
-    released arm of the leading suspect (balanced arms decide soonest), at least BASE_ROUNDS
-    until it has 3 * BASE_ROUNDS."""
+    """Pinned executions to add beside the released chunks, once a source made the test fail:
+    keep the pinned arm as large as that source's released arm (balanced arms decide soonest)."""
     suspects = [n for s, (f, n) in case.released.items() if f and s in IN_PROCESS]
-    target = max(suspects, default=3 * BASE_ROUNDS)
-    missing = target - case.base[1]
+    if not suspects:
+        return 0   # nothing to compare yet: the first pinned chunk is enough
+    missing = max(suspects) - case.base[1]
     if missing <= 0:
         return 0
     return min(MOST_ROUNDS, max(BASE_ROUNDS, missing))
@@ -172,6 +172,10 @@ def _tally(cases: dict[str, Case], keys: list, results: list) -> None:
             tally[1] += n
             if source == "threads":
                 case.digests += [r["digest"] for r in rows_of(res, case.nodeid) if failed(r)]
+            for r in rows_of(res, case.nodeid):
+                if failed(r) and not r.get("attempt"):
+                    case.example(source, {"seeds": r.get("seeds") or {}, "threads": r.get("threads"),
+                                          "masked": bool(r.get("masked"))})
     for case in cases.values():
         for source in IN_PROCESS:
             f, n = case.released.get(source, (0, 0))
@@ -247,6 +251,8 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                 tally = case.released.setdefault(kind, [0, 0])   # one outcome per interpreter
                 tally[0] += int(f > 0)
                 tally[1] += 1
+                if kind == "hashseed" and f:
+                    case.example("hashseed", {"hashseed": res.unit.hashseed})
                 if kind == "order" and f:
                     before = res.unit.tests[: res.unit.tests.index(case.nodeid)]
                     if case.failing_order is None or len(before) < len(case.failing_order):
