@@ -142,6 +142,13 @@ def _random_hint(site: dict, call_path, nodeid) -> str:
             f"random.Random(seed) instance, or call random.seed in {scope}")
 
 
+def _entropy_hint(site: dict, call_path, nodeid) -> str:
+    at = f"{where(site)} ({site['function']})"
+    return (f"OS entropy (os.urandom, uuid, secrets, SystemRandom or an unseeded torch.Generator) is read at {at}: "
+            f"pass a seeded random.Random / torch.Generator().manual_seed(N) in, or patch the call in the test "
+            f"(monkeypatch.setattr)")
+
+
 def tolerance_for(deviation: float) -> float:
     """A tolerance that holds with margin: ten times the deviation seen, rounded up to a power of 10."""
     if not deviation or deviation <= 0 or not math.isfinite(deviation):
@@ -201,11 +208,15 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
         if not sites and trace_error:
             return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
                     f"(tracing failed, so the draw site is not known: {trace_error})")
+        if not sites and source == "entropy":
+            return (f"{nodeid or 'the test'} reads OS entropy (os.urandom, uuid, secrets, SystemRandom or an "
+                    f"unseeded torch.Generator): pass a seeded generator in (no project call site was traced)")
         if not sites:
             return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
                     f"(no project draw site was traced)")
         site = sites[0]
-        text = {"torch": _torch_hint, "numpy": _numpy_hint, "random": _random_hint}[source](site, call_path, nodeid)
+        text = {"torch": _torch_hint, "numpy": _numpy_hint, "random": _random_hint,
+                "entropy": _entropy_hint}[source](site, call_path, nodeid)
         others = [where(s) for s in sites[1:4]]
         return text + (f" (also drawn at {', '.join(others)})" if others else "")
     if source == "threads":

@@ -3,8 +3,9 @@
 Inert unless ``--audit-enable`` is given: a user's ordinary ``pytest`` run must not change, and
 nothing (not even torch) is imported until then. When enabled it
 
-* seeds each RNG family (torch, numpy's legacy global state, python ``random``) at every test's
-  setup, before its fixtures, with a pinned value or a fresh one; fresh seeds are derived from
+* seeds each RNG family (torch, numpy's legacy global state and its entropy-seeded generators,
+  python ``random``, OS entropy: audit.flaky.entropy) at every test's setup, before its
+  fixtures, with a pinned value or a fresh one; fresh seeds are derived from
   ``--audit-seed-base`` and the node id when a base is given, so that a run can be repeated;
 * seeds fixtures of class/module/package/session scope on their own key and restores the
   test's stream afterwards, so a fixture's draws do not depend on which test created it;
@@ -135,13 +136,20 @@ class _Families:
     """Seeding and state digests for the RNG families the project has imported.
 
     numpy and torch are never imported here: a suite that does not use torch must not pay
-    for its import, and an RNG nobody imported cannot be drawn from.
+    for its import, and an RNG nobody imported cannot be drawn from. With *entropy* the OS
+    entropy entry points are routed through :class:`audit.flaky.entropy.Entropy` (the
+    ``entropy`` family, and numpy's entropy-seeded generators under the ``numpy`` family).
     """
 
-    def __init__(self):
+    def __init__(self, entropy: bool = False):
         import random
 
         self.mods = {"random": random}
+        self.entropy = None
+        if entropy:
+            from audit.flaky.entropy import Entropy
+
+            self.entropy = self.mods["entropy"] = Entropy()
         self.refresh()
 
     def refresh(self) -> bool:
@@ -152,6 +160,9 @@ class _Families:
             if name not in self.mods and mod is not None and hasattr(mod, "__version__"):
                 self.mods[name] = mod
                 new = True
+        if new and self.entropy is not None:
+            self.entropy.install_numpy()
+            self.entropy.install_torch()
         return new
 
     def seed(self, family: str, seed: int) -> None:
@@ -160,8 +171,15 @@ class _Families:
             mod.manual_seed(seed)
         elif family == "numpy":
             mod.random.seed(seed)
+            if self.entropy is not None:
+                self.entropy.seed_numpy(seed)
         else:
             mod.seed(seed)
+
+    def release(self) -> None:
+        """After a test: OS entropy is the operating system's again until the next one."""
+        if self.entropy is not None:
+            self.entropy.release()
 
     def get(self, family: str):
         mod = self.mods[family]
@@ -186,6 +204,8 @@ class _Families:
             raw = state.numpy().tobytes()
         elif family == "numpy":
             raw = repr((state[0], state[2], state[3], state[4])).encode() + state[1].tobytes()
+            if self.entropy is not None:   # default_rng() and friends drew from numpy's stream
+                raw += repr(self.entropy.numpy_draws).encode()
         else:
             raw = repr(state).encode()
         return hashlib.blake2b(raw, digest_size=6).hexdigest()
@@ -242,7 +262,6 @@ class AuditPlugin:
 
     def __init__(self, config):
         self.config = config
-        self.fam = _Families()
         self.modes = {f: _parse_seed(config.getoption(f"audit_seed_{f}"), f) for f in FAMILIES}
         self.base = config.getoption("audit_seed_base")
         self.threads = config.getoption("audit_threads")
@@ -254,6 +273,7 @@ class AuditPlugin:
             self.base = self.unit["seed_base"]
             self.modes = {f: self.unit["seeds"].get(f) for f in FAMILIES}
             self.deterministic = self.unit.get("deterministic")
+        self.fam = _Families(entropy=any(self.modes.get(f) is not None for f in ("entropy", "numpy")))
         if self.unit:
             _fewer_final_collections(config)
         rows = config.getoption("audit_rows")
@@ -511,6 +531,7 @@ class AuditPlugin:
             self.tree_before = None
         self.last_rows[row["nodeid"]] = row
         self.current = None
+        self.fam.release()
         self._emit(row)
 
     @pytest.hookimpl(trylast=True)
@@ -521,6 +542,8 @@ class AuditPlugin:
         self.pristine = self._snapshot()   # the state every round starts from
 
     def pytest_unconfigure(self, config):
+        if self.fam.entropy is not None:
+            self.fam.entropy.uninstall()
         if self.rows:
             self.rows.close()
             self.rows = None
