@@ -84,3 +84,26 @@ def test_without_the_plugin_entropy_is_the_systems(project, tmp_path):
     second, _ = _run(project, tmp_path, "plain2")
     assert first["entropy"]["urandom"] != second["entropy"]["urandom"]
     assert first["numpy"]["rng"] != second["numpy"]["rng"]
+
+
+def test_the_tracer_names_the_project_lines_that_read_os_entropy(tmp_path):
+    root = tmp_path / "traced"
+    (root / "tests").mkdir(parents=True)
+    (root / "tests" / "test_t.py").write_text(textwrap.dedent('''
+        import random, secrets, uuid
+
+        def make_id():
+            return uuid.uuid4().hex
+
+        def token():
+            return secrets.token_hex(4)
+
+        def test_ids():
+            assert make_id() and token() and random.SystemRandom().random() < 2
+    '''))
+    out = tmp_path / "trace.jsonl"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "audit.flaky.trace",
+                    f"--audit-trace={out}", "tests"], cwd=root, check=True, capture_output=True, timeout=120)
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    sites = [(s["line"], s["function"]) for s in record["draws"]["entropy"]["sites"]]
+    assert sites == [(5, "make_id"), (8, "token"), (11, "test_ids")]
