@@ -59,7 +59,7 @@ def test_an_unknown_cause_borrows_no_p_value_from_a_rejected_source():
     [cause] = causes_of(case, TRACED)
     assert (cause.source, cause.status, cause.p_value, cause.counts) == ("unknown", "unknown", None, None)
     assert cause.evidence.startswith("pinned 0/40 failed; released: torch RNG 0/60, python random 1/60, threads 0/12")
-    assert "not tried in the budget: numpy RNG, determinism, hash seed, order" in cause.evidence
+    assert "not tried in the budget: numpy RNG, OS entropy, determinism, hash seed, order" in cause.evidence
     assert cause.to_json()["p_value"] is None
     assert "interaction" not in cause.hint and "python random 1/60" in cause.hint
 

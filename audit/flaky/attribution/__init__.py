@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from audit.errors import AuditError
 from audit.flaky import callgraph
@@ -72,19 +74,27 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
 
     def trace_job() -> Trace:
         try:
-            return Trace(trace_tests(cfg, to_trace, timeout=max(30.0, lab.left())))
+            return Trace(trace_tests(cfg, to_trace, timeout=max(5.0, lab.left())))
         except AuditError as exc:
             return Trace(error=str(exc).splitlines()[0])   # the experiments still stand
 
-    trace = experiments.find_pins(lab, cases, trace_job, everything) or Trace(error="not traced: the budget ended first")
+    # the trace runs beside the experiments, never holding a wave of them back
+    tracing = ThreadPoolExecutor(1, thread_name_prefix="ml-audit-trace")
+    traced = tracing.submit(trace_job)
+    experiments.find_pins(lab, cases, everything)
     experiments.in_process(lab, cases, everything)
     experiments.interpreter_sources(lab, cases, everything)
     for case in cases.values():
-        if case.winner() == "order" and lab.left() > 15:
+        if case.winner() == "order" and lab.room(15):
             find_polluter(lab, case)
             case.done.add("polluter")
             lab.progress(phase="polluter", nodeid=case.nodeid, polluter=case.polluter)
     experiments.confirm(lab, cases, everything)
+    try:
+        trace = traced.result(timeout=max(1.0, lab.left()))
+    except FutureTimeout:
+        trace = Trace(error="not traced: the budget ended first")
+    tracing.shutdown(wait=False)
     causes = {n: causes_of(case, trace) for n, case in cases.items()}
     winners = {n: found[0].source for n, found in causes.items() if found[0].status == "confirmed"}
     verified = repros.verify(lab, cases, winners, list(cfg.pytest_args))

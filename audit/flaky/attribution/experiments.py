@@ -34,24 +34,21 @@ CONFIRM_ROUNDS = 30
 TRIED = (*IN_PROCESS, "hashseed", "order")   # every source the experiments release
 
 
-def find_pins(lab: Lab, cases: dict[str, Case], trace_job, everything: list[str]):
+def find_pins(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """A pinned setting each test passes under (a seed can happen to fail): candidates in turn.
     The first candidate's wave also runs the first released chunks, betting that most tests pass
-    pinned there, and *trace_job*, whose result is returned (None when the budget ran out first)."""
-    traced = None
+    pinned there."""
     todo = list(cases)
     for pin in range(len(PIN_SEEDS)):
-        if not todo or lab.left() < 10:
+        if not todo or not lab.room(10):
             break
         jobs, keys = [lab.unit(todo, pin=pin, rounds=BASE_ROUNDS)], [None]
         if pin == 0:
             more, more_keys = _in_process_jobs(lab, cases, everything, assume_pin=0)
-            jobs += more + [trace_job]
-            keys += more_keys + [None]
+            jobs += more
+            keys += more_keys
         out = lab.run(jobs)
         check_unit(out[0])
-        if pin == 0:
-            traced = out[-1]
         still = []
         for nodeid in todo:
             f, n = count(out[0], nodeid)
@@ -63,11 +60,10 @@ def find_pins(lab: Lab, cases: dict[str, Case], trace_job, everything: list[str]
                 still.append(nodeid)
         todo = still
         if pin == 0:
-            _tally(cases, keys[1:-1], out[1:-1])
+            _tally(cases, keys[1:], out[1:])
             for nodeid in still:   # their first chunks ran under a failing pin: start again
                 cases[nodeid].chunks.clear()
         lab.progress(phase="baseline", pinned=len(cases) - len(todo), tests=len(cases))
-    return traced
 
 
 def _in_process_jobs(lab: Lab, cases: dict[str, Case], everything: list[str], assume_pin=None):
@@ -189,7 +185,7 @@ def in_process(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """Release each RNG family, the thread count and determinism, in rounds inside interpreters,
     chunk after chunk until each is decided (or its chunks are spent)."""
     wave = 0
-    while lab.left() > 15:
+    while lab.room(15):
         jobs, keys = _in_process_jobs(lab, cases, everything)
         if not any(k[1] not in ("confirm", "pinned") for k in keys):
             return   # nothing left to release: the confirmations wait for the shared batches
@@ -213,7 +209,7 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                     and (batch < final or c.released.get(s, (0, 0))[0])]
                 for s in ("hashseed", "order")}
         confirm_jobs, confirm_keys = _confirm_jobs(lab, cases, everything)
-        if not (need["hashseed"] or need["order"] or confirm_jobs) or lab.left() < 20:
+        if not (need["hashseed"] or need["order"] or confirm_jobs) or not lab.room(20):
             return
         jobs, kinds = list(confirm_jobs), [("confirm", k) for k in confirm_keys]
         for pin in sorted({c.pin for c in need["hashseed"]}):
@@ -304,7 +300,7 @@ def _confirmed(source: str, group: list[Case], res) -> None:
 def confirm(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """Confirm the winners not confirmed yet, while the budget lasts."""
     jobs, keys = _confirm_jobs(lab, cases, everything)
-    if jobs and lab.left() > 10:
+    if jobs and lab.room(10):
         for (source, group), res in zip(keys, lab.run(jobs)):
             check_unit(res)
             _confirmed(source, group, res)

@@ -80,7 +80,7 @@ def find_polluter(lab: Lab, case: Case) -> None:
         return fails_after(lab, case, subsets)
 
     def more():
-        return lab.left() > 10
+        return lab.room(10)
 
     if suspects and fails([suspects])[0]:
         culprits = ddmin(suspects, fails, more)

@@ -53,7 +53,7 @@ def verify(lab: Lab, cases: dict[str, Case], winners: dict[str, str], pytest_arg
     for attempt in range(CANDIDATES):
         todo = {n: pairs[attempt] for n, pairs in plans.items()
                 if attempt < len(pairs) and not found.get(n, {}).get("verified")}
-        if not todo or lab.left() < MIN_SECONDS:
+        if not todo or not lab.room(MIN_SECONDS):
             break
         jobs, keys = [], []
         for nodeid, pair in todo.items():
