@@ -186,7 +186,7 @@ def test_cli_json_and_resume_after_a_finished_run(tmp_path, capsys):
     data = json.loads(out.read_text())
     verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in data["tests"]}
     assert verdicts["test_broken"] == "fail"
-    assert data["settings"]["rng_pinned"] == ["torch", "numpy"] and data["settings"]["threads"] == [1]
+    assert data["settings"]["rng_pinned"] == ["torch", "numpy", "entropy"] and data["settings"]["threads"] == [1]
     assert data["settings"]["determinism"] == "not varied" and data["settings"]["master_seed"] == 7
     first = {t["nodeid"]: t["executions"] for t in data["tests"]}
     # resume carries on from the saved rows with a larger run target
