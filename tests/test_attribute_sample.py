@@ -116,3 +116,21 @@ def test_the_causes_validate_against_the_schema(attributed):
     validate({"schema": "ml-audit.flaky/3", "project": "sample_project", "settings": {}, "seconds": causes.seconds,
               "executions": causes.executions, "interpreters": causes.interpreters, "stopped": "targets reached",
               "rng_graph": causes.rng_graph, "rng_hygiene": causes.rng_hygiene, "tests": tests})
+
+
+def test_each_confirmed_cause_has_a_minimal_repro_failing_n_of_n_and_a_counterfactual_passing(attributed, expected):
+    causes, _, _ = attributed
+    for f in expected["flaky"]:
+        pair = causes.repros.get(f["nodeid"])
+        assert pair is not None and pair["verified"], (f["nodeid"], pair)
+        assert pair["repro_runs"] == [3, 3] and pair["counterfactual_runs"] == [0, 3], pair
+        ids = [a for a in pair["repro"].split() if "::" in a]
+        if f["source"] == "order":
+            assert ids == [f["polluter"], f["nodeid"]], pair["repro"]       # the polluter and the victim
+        else:
+            assert ids == [f["nodeid"]], pair["repro"]
+        options = {a.split("=")[0] for a in pair["repro"].split() if a.startswith("--audit-")} - {"--audit-enable"}
+        wanted = {"threads": {"--audit-threads"}, "determinism": {"--audit-deterministic"}, "hashseed": set(),
+                  "order": set()}.get(f["source"], {f"--audit-seed-{f['source']}"})
+        assert options == wanted, (f["nodeid"], pair["repro"])     # only the cause's own option
+        assert pair["counterfactual"].count("::") == 1

@@ -96,6 +96,10 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
         trace = Trace(error="not traced: the budget ended first")
     tracing.shutdown(wait=False)
     causes = {n: causes_of(case, trace) for n, case in cases.items()}
+    for nodeid, case in cases.items():   # without detection's record of draws, the trace's sites tell
+        record = trace.records.get(nodeid)
+        if record is not None and not case.not_drawn:
+            case.not_drawn = tuple(f for f in FAMILIES if not (record.get("draws", {}).get(f) or {}).get("sites"))
     winners = {n: found[0].source for n, found in causes.items() if found[0].status == "confirmed"}
     verified = repros.verify(lab, cases, winners, list(cfg.pytest_args))
     flaky_records = [trace.records[n] for n in flaky if n in trace.records]
