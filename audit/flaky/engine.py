@@ -45,6 +45,7 @@ class _Audit:
         # seconds after which detection stops once it has found a flaky test (attribution's share
         # of the budget follows); None: detection may spend the whole budget
         self.handover = handover
+        self.survey_end: float | None = None   # seconds of the budget spent when the survey ended
         self.cfg = cfg
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
@@ -170,18 +171,30 @@ class _Audit:
         self.state.save()
         return self._result(stopped, interrupted)
 
+    def _handover_at(self) -> float | None:
+        """Seconds of the budget after which detection hands over, once the survey is done: its
+        share of what the survey left (a slow machine's survey does not eat detection's share)."""
+        if self.handover is None:
+            return None
+        if self.survey_end is None:   # no plan yet (a test never timed): the share of the whole budget
+            return self.handover
+        budget = float(self.flaky_cfg.budget)
+        return self.survey_end + self.handover / budget * (budget - self.survey_end)
+
     def _detection_end(self) -> float:
         """The monotonic time detection should be done by: the handover once a test is flaky."""
-        if self.handover is not None and any(t.flaky for t in self.planner.tally.values()):
-            return min(self.deadline, self.t0 - self.spent_before + self.handover)
+        at = self._handover_at()
+        if at is not None and any(t.flaky for t in self.planner.tally.values()):
+            return min(self.deadline, self.t0 - self.spent_before + at)
         return self.deadline
 
     def _handing_over(self) -> bool:
         """Detection's share is spent and it found something for attribution to explain."""
-        if self.handover is None:
+        at = self._handover_at()
+        if at is None:
             return False
         spent = self.spent_before + time.monotonic() - self.t0
-        return spent >= self.handover - self.planner.startup and any(t.flaky for t in self.planner.tally.values())
+        return spent >= at - self.planner.startup and any(t.flaky for t in self.planner.tally.values())
 
     def _unit_done(self, res) -> None:
         unit = res.unit
@@ -196,6 +209,7 @@ class _Audit:
         self.planner.record(res.rows, res.seconds, res.startup, unit=unit, missing=missing)
         if not self.plan and not self.planner.surveying and all(n in self.planner.test_seconds for n in self.tests):
             self.plan = self.planner.describe(self.deadline - time.monotonic(), self.workers)
+            self.survey_end = self.spent_before + time.monotonic() - self.t0
             self.on_plan(self.plan)
         self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
