@@ -9,6 +9,7 @@ line does: the CLI only parses arguments, prints and maps the result to an exit 
 from __future__ import annotations
 
 from pathlib import Path
+import time
 from typing import Any, Callable
 
 from audit.atomic import check_writable
@@ -27,29 +28,57 @@ def configure(path: str | Path = ".", section: str = "", top: dict | None = None
 
 def flaky(path: str | Path = ".", *, progress: Callable | None = None, attribution_progress: Callable | None = None,
           on_plan: Callable | None = None, resume: bool = False, json: str | Path | None = None, record: bool = True,
-          db: str | None = None, executor: str | None = None, address: str | None = None, **settings: Any):
-    """Rerun the suite under varied settings, then (with ``attribute``) find why each flaky test fails.
+          db: str | None = None, executor: str | None = None, address: str | None = None,
+          junit: str | Path | None = None, quarantine: str | Path | None = None, **settings: Any):
+    """Rerun the suite under varied settings and find why and where each flaky test fails, all
+    within one ``budget`` (``attribute=False``: detection only).
 
-    *executor* ("local" or "ray") and *address* (a Ray cluster) say where the units run. Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says where the history
-    store put it (not for an interrupted run, which ``resume=True`` continues). With *json* the
-    result is also written there, before anything is shown.
+    Detection plans for its share of the budget and hands over once it has found a flaky test;
+    attribution gets what is left. *executor* ("local" or "ray") and *address* (a Ray cluster) say
+    where the units run. Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says
+    where the history store put it (not for an interrupted run, which ``resume=True`` continues).
+    With *json* / *junit* / *quarantine* the result is also written there (JSON report, JUnit XML,
+    quarantine list for ``--audit-quarantine``).
     """
     from audit.flaky.engine import run_flaky, session
-    from audit.report import flaky_json
 
+    started = time.monotonic()
     cfg = configure(path, "flaky", top={"executor": executor, "address": address}, **settings)
     check_executor(cfg)
-    if json:
-        check_writable(json)
+    for out in (json, junit, quarantine):
+        if out:
+            check_writable(out)
+    budget = float(cfg.flaky.budget)
+    handover = budget * (1 - cfg.flaky.attribute_share) if cfg.flaky.attribute else None
     with session(cfg):
-        result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan, durations=_last_durations(cfg, db))
+        result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan, durations=_last_durations(cfg, db),
+                           handover=handover, t0=started)
         if cfg.flaky.attribute and result.flaky and not result.interrupted:
-            _attribute(cfg, result, attribution_progress)
-    if json:
-        flaky_json.write(result, json)
+            spent_before = result.seconds - (time.monotonic() - started)
+            left = budget - spent_before - (time.monotonic() - started) - WRAP_UP
+            _attribute(cfg, result, attribution_progress, left)
+    result.settings["attribute"] = bool(cfg.flaky.attribute)
+    result.deprecations = list(cfg.deprecations)
+    result.wall_seconds = time.monotonic() - started
+    _write_flaky(result, json, junit, quarantine)
     if record and not result.interrupted:
         result.recorded = _record_flaky(cfg, result, db)
     return result
+
+
+# seconds of the budget kept for writing the reports and recording the run after attribution
+WRAP_UP = 3.0
+
+
+def _write_flaky(result, json, junit, quarantine) -> None:
+    from audit.report import flaky_json, junit as junit_report, quarantine as quarantine_list
+
+    if json:
+        flaky_json.write(result, json)
+    if junit:
+        junit_report.write(result, junit)
+    if quarantine:
+        quarantine_list.write(result, quarantine)
 
 
 def _last_durations(cfg, db) -> dict[str, float]:
@@ -84,18 +113,31 @@ def _record_flaky(cfg, result, db):
     return recorded
 
 
-def _attribute(cfg, result, progress) -> None:
-    """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within the attribution budget."""
-    from audit.flaky.attribution import attribute
+def _attribute(cfg, result, progress, seconds: float) -> None:
+    """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within *seconds*."""
+    from audit.flaky.attribution import attribute, out_of_budget
 
-    found = attribute(cfg, result, budget_seconds=cfg.flaky.attribute_budget, workers=cfg.flaky.workers or None,
-                      progress=progress)
+    if seconds < MIN_ATTRIBUTION:
+        found = out_of_budget(result, seconds)
+    else:
+        found = attribute(cfg, result, budget_seconds=seconds, workers=cfg.flaky.workers or None, progress=progress)
     for test in result.tests:
         if not test.timing:   # a timing failure names its own cause; no experiment can pin time
             test.causes = found.get(test.nodeid, [])
+        pair = found.repros.get(test.nodeid)
+        if pair:
+            test.counterfactual, test.repro_runs, test.counterfactual_runs = (
+                pair["counterfactual"], tuple(pair["repro_runs"]), tuple(pair["counterfactual_runs"]))
+            if pair["verified"] or not test.repro_verified:
+                test.repro, test.repro_verified = pair["repro"], pair["verified"]
     result.rng_graph, result.rng_hygiene = found.rng_graph, found.rng_hygiene
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
-                          "interpreters": found.interpreters}
+                          "interpreters": found.interpreters, "budget": round(max(0.0, seconds), 2),
+                          "per_test": found.per_test}
+
+
+# attribution needs this many seconds to find a pinned setting and release anything
+MIN_ATTRIBUTION = 12.0
 
 
 def mutate(path: str | Path = ".", *, progress: Callable | None = None, json: str | Path | None = None,

@@ -67,16 +67,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key("int", 0, "parallel pytest sessions (0: one per CPU core)", least=0),
         "seed": Key("int", 0, "master seed of the plan, so that an audit can be repeated (0: a fresh one, printed)",
                     least=0),
-        "rng": Key("list[str]", ["torch", "numpy", "random"], "RNG families to vary (pinned vs fresh per execution)"),
+        "rng": Key("list[str]", ["torch", "numpy", "random", "entropy"],
+                   "RNG families to vary (pinned vs fresh per execution); entropy: os.urandom, uuid, secrets, ..."),
         "hashseed": Key("bool", True, "vary PYTHONHASHSEED between interpreters"),
         "threads": Key("list[int]", [], "torch thread counts to try (default: 1, 2 and the machine's default)",
                        least=1),
         "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
         "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
-        "attribute": Key("bool", False, "then find why each flaky test fails: one-factor experiments, RNG call sites"),
+        "attribute": Key("bool", True, "find why and where each flaky test fails, within the same budget "
+                         "(false: detection only)"),
+        "attribute_share": Key("float", 0.6, "the part of the budget kept for attribution while detection runs; "
+                               "detection hands over early once every suspect is flaky", above=0, most=0.9),
         "evidence_rate": Key("float", 0.05, "a pass is strong evidence once its failure rate is bounded below this "
                              "(95% confidence): about 59 failure-free executions at 5%", above=0, most=0.5),
-        "attribute_budget": Key("float", 300.0, "wall-clock seconds attribution may spend after detection", above=0),
     },
     "mutate": {
         "operators": Key("str", "all", "'ml', 'mutmut', 'all' or a comma-separated list of operator names"),
@@ -101,6 +104,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "formats": Key("list[str]", ["html", "md", "json"], "report formats to write"),
         "history": Key("str", "8w", "how far back trend charts and rate trends look"),
         "top": Key("int", 10, "how many surviving mutants and slowest tests the report lists", least=1),
+    },
+}
+
+
+# keys that no longer mean anything: read (so an old pyproject.toml still works), ignored, and reported
+DEPRECATED: dict[str, dict[str, str]] = {
+    "flaky": {
+        "attribute_budget": "ignored: one budget ('budget') now covers detection and attribution; "
+                            "'attribute_share' sets attribution's part of it",
     },
 }
 
@@ -161,6 +173,11 @@ def _checked(section: str, raw: dict[str, Any], where: str | None) -> dict[str, 
     for key, value in raw.items():
         if section == "" and key in SCHEMA and key:
             continue  # a sub-table, checked on its own
+        if key in DEPRECATED.get(section, {}):
+            if value is not None:
+                out.setdefault("_deprecated", []).append(f"{where or 'command line'}: '{prefix}{key}' is deprecated "
+                                                         f"and {DEPRECATED[section][key]}")
+            continue
         if key not in schema:
             known = ", ".join(sorted(schema))
             raise ConfigError(f"{where or 'command line'}: unknown key '{prefix}{key}' (known keys: {known})")
@@ -185,15 +202,17 @@ def load_config(project: str | Path = ".", overrides: dict[str, dict[str, Any]] 
     pyproject = root / "pyproject.toml"
     table = read_pyproject(pyproject)
     where = str(pyproject)
-    cfg = Config(root=root, run_dir=root, run_dirs=[root], source=pyproject if pyproject.is_file() else None)
+    cfg = Config(root=root, run_dir=root, run_dirs=[root], source=pyproject if pyproject.is_file() else None,
+                 deprecations=[])
     for section, keys in SCHEMA.items():
         values = {k: (list(v.default) if isinstance(v.default, list) else v.default) for k, v in keys.items()}
         raw = table if section == "" else table.get(section, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: 'tool.audit.{section}' must be a table")
-        values.update(_checked(section, raw, where))
         given = {k: v for k, v in (overrides or {}).get(section, {}).items() if v is not None}
-        values.update(_checked(section, given, None))
+        for layer in (_checked(section, raw, where), _checked(section, given, None)):
+            cfg.deprecations += layer.pop("_deprecated", [])
+            values.update(layer)
         if section:
             setattr(cfg, section, SimpleNamespace(**values))
         else:

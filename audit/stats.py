@@ -113,6 +113,31 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
     return min(1.0, total)
 
 
+def runs_to_decide(released: tuple[int, int], pinned: tuple[int, int], alpha: float = 1e-3,
+                   most: int = 100_000) -> int | None:
+    """About how many more executions, shared between the two arms so as to balance them, would
+    bring Fisher's p below *alpha* if each arm kept its observed rate (0 more: decided already).
+
+    None when the observed rates could never get there (the released arm fails no more often than
+    the pinned one) or it would take more than *most*.
+    """
+    (f1, n1), (f0, n0) = released, pinned
+    r1, r0 = rate(f1, n1), rate(f0, n0)
+    if fisher_exact(f1, n1 - f1, f0, n0 - f0) < alpha:
+        return 0
+    if not n1 or r1 <= r0:
+        return None
+    extra = 8
+    while extra <= most:
+        m1 = max(n1, (n1 + n0 + extra) // 2)
+        m0 = n1 + n0 + extra - m1
+        g1, g0 = min(m1, max(f1, round(r1 * m1))), min(m0, max(f0, round(r0 * m0)))
+        if fisher_exact(g1, m1 - g1, g0, m0 - g0) < alpha:
+            return extra
+        extra = int(extra * 1.25) + 1
+    return None
+
+
 def _lcomb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 

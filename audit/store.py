@@ -309,7 +309,7 @@ class Store:
     def record_flaky(self, result: dict | FlakyResult, *, project: str | None = None, commit: str | None = None,
                      branch: str | None = None, started_at=None, duration: float | None = None,
                      settings: dict | None = None) -> int:
-        """Record one ``audit flaky`` result (schema ml-audit.flaky/1 or /2); returns its run id.
+        """Record one ``audit flaky`` result (schema ml-audit.flaky/1, /2 or /3); returns its run id.
 
         Durations are the model's ``total_duration`` and ``mean_duration``; a result that does not
         state ``total_duration`` (version 1 did not have to) is stored with no durations, not zero.

@@ -59,8 +59,27 @@ def test_an_unknown_cause_borrows_no_p_value_from_a_rejected_source():
     [cause] = causes_of(case, TRACED)
     assert (cause.source, cause.status, cause.p_value, cause.counts) == ("unknown", "unknown", None, None)
     assert cause.evidence.startswith("pinned 0/40 failed; released: torch RNG 0/60, python random 1/60, threads 0/12")
-    assert "not tried in the budget: numpy RNG, determinism, hash seed, order" in cause.evidence
+    assert "not tried in the budget: numpy RNG, OS entropy, determinism, hash seed, order" in cause.evidence
     assert cause.to_json()["p_value"] is None
+    assert "interaction" not in cause.hint and "python random 1/60" in cause.hint
+
+
+def test_no_failure_released_anywhere_hints_at_an_interaction():
+    [cause] = causes_of(_case(random=(0, 160), torch=(0, 160), threads=(0, 12)), TRACED)
+    assert cause.status == "unknown" and "interaction of two sources" in cause.hint
+
+
+def test_a_leading_suspect_the_budget_did_not_decide_is_undetermined_with_what_would_decide_it():
+    # the case: 20/400 released against 0/120 pinned, p about 0.006
+    case = Case(T, pin=0, base=[0, 120], released={"torch": [20, 400], "numpy": [0, 160], "random": [0, 160]})
+    [cause] = causes_of(case, TRACED)
+    assert (cause.source, cause.status, cause.confirmed) == ("torch", "undetermined", False)
+    assert 1e-3 < cause.p_value < 0.05
+    assert cause.counts == Counts(pinned=(0, 120), released=(20, 400), unit="executions", confirmation=None)
+    assert cause.more_runs and 20 < cause.more_runs < 400
+    assert f"about {cause.more_runs} more executions" in cause.evidence and "torch RNG released 20/400" in cause.evidence
+    assert "interaction" not in cause.hint and "torch" in cause.hint
+    assert cause.to_json()["status"] == "undetermined" and cause.to_json()["more_runs"] == cause.more_runs
 
 
 def test_an_unknown_cause_when_no_pinned_setting_passes():

@@ -122,3 +122,14 @@ def test_every_key_is_documented():
     assert len(rows) == sum(len(keys) for keys in SCHEMA.values())
     for dotted, kind, _default, doc in rows:
         assert doc and kind, dotted
+
+
+def test_the_old_attribute_budget_is_read_with_a_deprecation_note_not_a_crash(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.audit.flaky]\nattribute_budget = 300\n")
+    cfg = load_config(tmp_path, {"flaky": {"attribute_budget": 120.0}})
+    assert not hasattr(cfg.flaky, "attribute_budget")
+    assert cfg.flaky.attribute is True and cfg.flaky.budget == 150.0
+    assert len(cfg.deprecations) == 2
+    assert "'tool.audit.flaky.attribute_budget' is deprecated" in cfg.deprecations[0]
+    assert "one budget ('budget') now covers detection and attribution" in cfg.deprecations[0]
+    assert cfg.deprecations[1].startswith("command line:")

@@ -45,7 +45,7 @@ def _audit(tmp_path_factory, rng: str) -> dict:
     (root / "tests" / "test_spawn.py").write_text(SUITE)
     out = root.parent / "result.json"
     main(["flaky", str(root), "--budget", "30", "--seed", "9", "--rng", rng, "--no-hashseed",
-          "--no-determinism", "--orders", "file", "--threads", "1", "--no-record", "--json", str(out)])
+          "--no-determinism", "--orders", "file", "--threads", "1", "--no-attribute", "--no-record", "--json", str(out)])
     return {t["nodeid"].split("::")[1]: t for t in json.loads(out.read_text())["tests"]}
 
 

@@ -76,7 +76,7 @@ def snapshot(root: Path) -> dict:
 def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
     root = make_project(tmp_path / "proj", FLAKY_TESTS)
     before = snapshot(root)
-    result = api_flaky(root, runs=14, budget=400.0, seed=4242, workers=2)
+    result = api_flaky(root, runs=14, budget=400.0, seed=4242, workers=2, attribute=False)
     verdicts = {t.nodeid.split("::")[1]: t for t in result.tests}
     assert verdicts["test_coin"].verdict == "flaky"
     assert verdicts["test_hash_order"].verdict == "flaky"
@@ -95,7 +95,7 @@ def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
                           text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), timeout=300)
     assert proc.returncode == 1 and "1 failed" in proc.stdout
     data = result.to_json()
-    assert data["schema"] == "ml-audit.flaky/2" and data["project"] == str(root)
+    assert data["schema"] == "ml-audit.flaky/3" and data["project"] == str(root)
     assert all(t["causes"] == [] for t in data["tests"])
     # a script calling the API records the run like the command does, and writes nothing else
     assert result.recorded.run_id == 1 and result.recorded.path == root / "reports" / "audit.sqlite"
@@ -106,7 +106,7 @@ def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
 
 def test_hangs_segfaults_and_exits_are_recorded_and_the_audit_goes_on(tmp_path):
     root = make_project(tmp_path / "proj", FAULT_TESTS)
-    result = api_flaky(root, runs=2, timeout=3.0, budget=400.0, seed=1, workers=2)
+    result = api_flaky(root, runs=2, timeout=3.0, budget=400.0, seed=1, workers=2, attribute=False)
     verdicts = {t.nodeid.split("::")[1]: t for t in result.tests}
     assert set(verdicts["test_hangs"].outcomes) == {"timeout"}
     assert set(verdicts["test_segfaults"].outcomes) == {"crashed"}
@@ -166,7 +166,7 @@ def test_fine():
 
 
 def test_cli_exit_code_is_0_without_a_flaky_test_and_1_with_one(tmp_path, monkeypatch):
-    quiet = ["--runs", "2", "--seed", "7", "--budget", "300", "--rng", "random", "--threads", "1",
+    quiet = ["--no-attribute", "--runs", "2", "--seed", "7", "--budget", "300", "--rng", "random", "--threads", "1",
              "--no-determinism", "--orders", "file", "--no-hashseed", "--no-record"]
     steady = make_project(tmp_path / "steady", "def test_fine():\n    pass\n\ndef test_broken():\n    assert 0\n")
     assert main(["flaky", str(steady), *quiet]) == 0      # a test failing every time is broken, not flaky
@@ -181,16 +181,16 @@ def test_cli_exit_code_is_0_without_a_flaky_test_and_1_with_one(tmp_path, monkey
 def test_cli_json_and_resume_after_a_finished_run(tmp_path, capsys):
     root = make_project(tmp_path / "proj", FLAKY_TESTS)
     out = tmp_path / "report.json"
-    main(["flaky", str(root), "--runs", "2", "--seed", "7", "--json", str(out), "--budget", "300",
+    main(["flaky", str(root), "--no-attribute", "--runs", "2", "--seed", "7", "--json", str(out), "--budget", "300",
           "--rng", "random", "--threads", "1", "--no-determinism", "--orders", "file"])
     data = json.loads(out.read_text())
     verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in data["tests"]}
     assert verdicts["test_broken"] == "fail"
-    assert data["settings"]["rng_pinned"] == ["torch", "numpy"] and data["settings"]["threads"] == [1]
+    assert data["settings"]["rng_pinned"] == ["torch", "numpy", "entropy"] and data["settings"]["threads"] == [1]
     assert data["settings"]["determinism"] == "not varied" and data["settings"]["master_seed"] == 7
     first = {t["nodeid"]: t["executions"] for t in data["tests"]}
     # resume carries on from the saved rows with a larger run target
-    code = main(["flaky", str(root), "--resume", "--runs", "4", "--json", str(out), "--budget", "300"])
+    code = main(["flaky", str(root), "--resume", "--no-attribute", "--runs", "4", "--json", str(out), "--budget", "300"])
     again = {t["nodeid"]: t for t in json.loads(out.read_text())["tests"]}
     fine = "tests/test_x.py::test_fine"
     assert again[fine]["executions"] >= 4 > first[fine]
@@ -229,7 +229,7 @@ def test_ctrl_c_keeps_partial_results_and_resume_continues(tmp_path, stop_signal
     assert saved > 0 and state["seconds"] > 0
     # --resume continues from the saved rows (the budget counts the time already spent)
     report = tmp_path / "resumed.json"
-    code = main(["flaky", str(root), "--resume", "--no-record", "--json", str(report),
+    code = main(["flaky", str(root), "--resume", "--no-attribute", "--no-record", "--json", str(report),
                  "--budget", str(state["seconds"] + 20)])
     data = json.loads(report.read_text())
     assert code == 1 and data["stopped"] != "interrupted"

@@ -1,4 +1,4 @@
-"""The terminal table and the ml-audit.flaky/2 JSON writer, on a hand-made result."""
+"""The terminal table and the ml-audit.flaky/3 JSON writer, on a hand-made result."""
 
 import json
 
@@ -54,7 +54,7 @@ def test_json_contract(tmp_path):
     data = json.loads(path.read_text())
     validate(data)
     assert FlakyResult.from_json(data).to_json() == data
-    assert data["schema"] == "ml-audit.flaky/2" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
+    assert data["schema"] == "ml-audit.flaky/3" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
     by = {t["nodeid"]: t for t in data["tests"]}
     t = by["tests/t.py::test_flaky"]
     assert (t["verdict"], t["executions"], t["failures"], t["rate"]) == ("flaky", 2, 1, 0.5)
@@ -63,3 +63,11 @@ def test_json_contract(tmp_path):
     assert by["tests/t.py::test_broken"]["verdict"] == "fail" and by["tests/t.py::test_broken"]["repro"] is None
     assert by["tests/t.py::test_fine"]["mean_duration"] == 0.5
     assert not list(tmp_path.joinpath("out").glob("*.tmp"))
+
+
+def test_a_drawing_fixture_set_up_by_another_test_counts_as_the_tests_draw():
+    # a module-scoped fixture built during an earlier test still feeds this one (attribution must
+    # not skip that family's arm): the row's signature names the fixture's family
+    row = _row("x", "pass", draws={"torch": False}, signature=[["fixture:holdout:torch", "ab12"]])
+    assert summarise("tests/t.py::test_holdout", [row]).draws == ["torch"]
+    assert summarise("tests/t.py::test_plain", [_row("x", "pass", draws={"torch": False})]).draws == []

@@ -31,7 +31,7 @@ def audit_run(tmp_path_factory):
     old = os.environ.get("ML_AUDIT_STATE")
     os.environ["ML_AUDIT_STATE"] = str(tmp_path_factory.mktemp("state"))
     try:
-        result = api_flaky(root, budget=BUDGET, seed=20261122, record=False)
+        result = api_flaky(root, budget=BUDGET, seed=20261122, record=False, attribute=False)
     finally:
         if old is None:
             os.environ.pop("ML_AUDIT_STATE", None)
@@ -80,7 +80,7 @@ def test_json_contract_and_project_untouched(audit_run):
     assert after == before
     data = result.to_json()
     validate(data)
-    assert data["schema"] == "ml-audit.flaky/2" and data["settings"]["budget"] == BUDGET
+    assert data["schema"] == "ml-audit.flaky/3" and data["settings"]["budget"] == BUDGET
     assert data["stopped"] in ("targets reached", "budget spent")
     assert data["settings"]["cuda"].startswith("not varied") or data["settings"]["cuda"].startswith("cuDNN")
     for t in data["tests"]:

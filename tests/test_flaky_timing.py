@@ -56,7 +56,7 @@ def result(tmp_path_factory):
     (root / "tests" / "test_clock.py").write_text(SUITE)
     out = root.parent / "result.json"
     code = main(["flaky", str(root), "--budget", "40", "--seed", "5", "--rng", "random", "--no-hashseed",
-                 "--no-determinism", "--orders", "file", "--threads", "1", "--no-record", "--json", str(out)])
+                 "--no-determinism", "--orders", "file", "--threads", "1", "--no-attribute", "--no-record", "--json", str(out)])
     assert code == 1
     return {t["nodeid"].split("::")[1]: t for t in json.loads(out.read_text())["tests"]}
 

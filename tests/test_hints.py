@@ -132,7 +132,7 @@ def test_a_cause_validates_inside_a_result():
     unknown = make_cause("unknown", None, "pinned 0/40 failed; released: torch RNG 0/60", nodeid=T)
     test = {"nodeid": T, "verdict": "flaky", "executions": 1, "failures": 1, "rate": 1.0, "interval": [0, 1],
             "failing_settings": [], "repro": None, "causes": [cause.to_json(), unknown.to_json()]}
-    validate({"schema": "ml-audit.flaky/2", "project": "p", "settings": {}, "seconds": 1, "executions": 1,
+    validate({"schema": "ml-audit.flaky/3", "project": "p", "settings": {}, "seconds": 1, "executions": 1,
               "interpreters": 1, "stopped": "budget spent", "tests": [test]})
 
 

@@ -23,7 +23,7 @@ def _project(root):
 def test_flaky_run_is_recorded_by_default(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ML_AUDIT_STATE", str(tmp_path / "state"))
     root = _project(tmp_path / "proj")
-    code = main(["flaky", str(root), "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
+    code = main(["flaky", str(root), "--no-attribute", "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
                  "--no-determinism", "--orders", "file", "--threads", "1"])
     assert code == 1  # test_coin is flaky
     with Store(root / "reports" / "audit.sqlite", create=False) as store:
@@ -37,7 +37,7 @@ def test_no_record_leaves_no_store(tmp_path, monkeypatch):
     monkeypatch.setenv("ML_AUDIT_STATE", str(tmp_path / "state"))
     root = _project(tmp_path / "proj")
     db = tmp_path / "elsewhere.sqlite"
-    assert main(["flaky", str(root), "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
+    assert main(["flaky", str(root), "--no-attribute", "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
                  "--no-determinism", "--orders", "file", "--threads", "1", "--no-record", "--db", str(db)]) == 1
     assert not (root / "reports").exists() and not db.exists()
 
@@ -49,7 +49,7 @@ def test_a_foreign_store_is_refused_and_the_audit_still_reports(tmp_path, monkey
     foreign.write_bytes(b"not a database at all" * 10)
     before = foreign.read_bytes()
     out = tmp_path / "result.json"
-    code = main(["flaky", str(root), "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
+    code = main(["flaky", str(root), "--no-attribute", "--budget", "20", "--seed", "3", "--rng", "random", "--no-hashseed",
                  "--no-determinism", "--orders", "file", "--threads", "1", "--db", str(foreign), "--json", str(out)])
     assert code == 1 and out.exists()
     assert foreign.read_bytes() == before

@@ -36,7 +36,7 @@ def test_hostile_node_ids_survive_every_output(tmp_path, monkeypatch, capsys):
         disable_test_id_escaping_and_forfeit_all_rights_to_community_support = true
         """))
     out = tmp_path / "flaky.json"
-    code = main(["flaky", str(root), "--runs", "2", "--budget", "300", "--seed", "5", "--json", str(out)])
+    code = main(["flaky", str(root), "--no-attribute", "--runs", "2", "--budget", "300", "--seed", "5", "--json", str(out)])
     printed = capsys.readouterr().out
     ids = [f"tests/test_ids.py::test_param[{p}]" for p in PARAMS]
     data = json.loads(out.read_text())

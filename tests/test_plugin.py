@@ -99,8 +99,8 @@ def test_pinned_and_derived_seeds_and_fixture_keys(project, tmp_path):
     assert draw["shared"] == random.Random(5).random()     # pinned: fixtures get the same seed
     assert draw["threads"] == 1 and draw["det"] is True
     row = [json.loads(x) for x in rows.read_text().splitlines() if '"row"' in x][0]
-    assert row["seeds"] == {"random": 5, "numpy": 5, "torch": 5} and row["outcome"] == "passed"
-    assert row["draws"] == {"random": True, "numpy": True, "torch": True}
+    assert row["seeds"] == {"random": 5, "numpy": 5, "torch": 5, "entropy": None} and row["outcome"] == "passed"
+    assert row["draws"] == {"random": True, "numpy": True, "torch": True, "entropy": False}
     assert row["fixture_draws"] == [{"fixture": "shared", "scope": "module", "families": ["random"]}]
 
     # derived seeds: the same test alone or after another one sees the same values, fixture too

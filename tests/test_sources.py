@@ -25,10 +25,10 @@ def _ep(name, value):
 
 def test_builtins_in_order_with_scope_and_unit():
     got = sources.load([])
-    assert list(got) == ["torch", "numpy", "random", "threads", "determinism", "hashseed", "order"]
-    assert FAMILIES == ("torch", "numpy", "random")
+    assert list(got) == ["torch", "numpy", "random", "entropy", "threads", "determinism", "hashseed", "order"]
+    assert FAMILIES == ("torch", "numpy", "random", "entropy")
     assert got["hashseed"].unit == "interpreters" and got["torch"].unit == "executions"
-    assert [s.name for s in BUILTIN if s.scope == IN_PROCESS] == ["torch", "numpy", "random", "threads",
+    assert [s.name for s in BUILTIN if s.scope == IN_PROCESS] == ["torch", "numpy", "random", "entropy", "threads",
                                                                    "determinism"]
 
 

@@ -56,3 +56,20 @@ def test_binomial_cdf_sums_to_one_and_rejects_bad_counts():
         stats.fisher_exact(-1, 0, 0, 0)
     with pytest.raises(ValueError):
         stats.runs_to_detect(0.0)
+
+
+def test_runs_to_decide_says_how_far_a_lead_is_from_significance():
+    from audit.stats import fisher_exact, runs_to_decide
+
+    assert runs_to_decide((30, 60), (0, 60)) == 0                      # decided already
+    assert runs_to_decide((0, 60), (0, 40)) is None                     # nothing to decide on
+    assert runs_to_decide((2, 60), (3, 40)) is None                     # released fails less often
+    more = runs_to_decide((20, 400), (0, 120))                          # the undecided torch flake
+    assert 0 < more < 400
+    # at the observed rates, that many more runs (balancing the arms) do reach p < 0.001, fewer do not
+    total = 520 + more
+    m1 = max(400, total // 2)
+    m0 = total - m1
+    g1 = round(0.05 * m1)
+    assert fisher_exact(g1, m1 - g1, 0, m0) < 1e-3
+    assert runs_to_decide((5, 60), (0, 40)) > runs_to_decide((10, 60), (0, 40))

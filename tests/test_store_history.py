@@ -99,6 +99,8 @@ def test_the_fixtures_are_real_results_that_validate_against_the_shipped_schemas
         # made is written with its default); the mean is re-derived from the rounded total
         for written, read in zip(data.get("tests", []), again.get("tests", [])):
             assert read.pop("mean_duration") == pytest.approx(written.pop("mean_duration"), abs=5e-5)
+        # an older version is read and written back as the current one (flaky /2 -> /3)
+        assert again.pop("schema").split("/")[1] >= data.pop("schema").split("/")[1], name
         assert _subset(data, again), name
         assert "rows" not in data
 

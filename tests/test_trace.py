@@ -268,7 +268,7 @@ def test_python_random_module_functions(traced):
 
 def test_seeding_in_the_test_makes_its_draws_seeded(traced):
     rec = _rec(traced, "test_seeded_everything")
-    assert rec["seeded_by_test"] == {"torch": True, "numpy": True, "random": True}
+    assert rec["seeded_by_test"] == {"torch": True, "numpy": True, "random": True, "entropy": False}
     assert rec["rng_hygiene"] is False and rec["unseeded_families"] == []
     assert {f: rec["draws"][f]["count"] > 0 for f in ("torch", "numpy", "random")} == \
         {"torch": True, "numpy": True, "random": True}

@@ -36,7 +36,7 @@ def add_arguments(parser):
                         help="wall-clock seconds to spend at most (default 150)")
     parser.add_argument("--runs", type=int, metavar="N",
                         help="stop after about N executions per test (default: adaptive)")
-    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/2 JSON report to FILE")
+    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/3 JSON report to FILE")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="seconds one test execution may take before it counts as hung (default 60)")
     parser.add_argument("--workers", type=int, metavar="N", help="parallel pytest sessions (default: CPU cores)")
@@ -55,10 +55,16 @@ def add_arguments(parser):
                         help="continue the last audit of this project after Ctrl-C; --budget counts the "
                              "time already spent, so raise it (or --runs) to go further after a full run")
     parser.add_argument("--attribute", action=argparse.BooleanOptionalAction, default=None,
-                        help="then find why and where each flaky test fails: one-factor experiments, the "
-                             "polluter of order-dependent tests, RNG call sites and fix hints (default off)")
-    parser.add_argument("--attribute-budget", type=float, metavar="SECONDS",
-                        help="seconds attribution may spend after detection (default 300)")
+                        help="find why and where each flaky test fails, within the same --budget: sequential "
+                             "one-factor experiments, the polluter of order-dependent tests, RNG call sites and "
+                             "fix hints (default on; --no-attribute: detection only)")
+    parser.add_argument("--attribute-share", type=float, metavar="FRACTION",
+                        help="the part of --budget kept for attribution while detection runs (default 0.6)")
+    parser.add_argument("--attribute-budget", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
+    parser.add_argument("--junit", metavar="FILE",
+                        help="write a JUnit XML file: one testcase per test, verdict, rate and cause as properties")
+    parser.add_argument("--quarantine", metavar="FILE",
+                        help="write the flaky tests to FILE for pytest's --audit-quarantine option")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
     add_executor_arguments(parser)
     add_history_arguments(parser)
@@ -87,16 +93,19 @@ def run(args) -> int:
                 bar.console.print(escape(line), highlight=False, soft_wrap=True)
 
         result = api.flaky(args.path, progress=progress, on_plan=on_plan, resume=args.resume, json=args.json,
-                           record=not args.no_record, db=args.db,
+                           junit=args.junit, quarantine=args.quarantine, record=not args.no_record, db=args.db,
                            attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"),
                            budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,
                            seed=args.seed, rng=args.rng, threads=args.threads, orders=orders,
                            hashseed=args.hashseed, determinism=args.determinism, attribute=args.attribute,
-                           attribute_budget=args.attribute_budget, executor=args.executor,
-                           address=args.address)
+                           attribute_share=args.attribute_share, attribute_budget=args.attribute_budget,
+                           executor=args.executor, address=args.address)
+    for note in result.deprecations:
+        console.print(f"[yellow]deprecated[/]: {escape(note)}", highlight=False, soft_wrap=True)
     flaky_table.print_result(result, console, show_all=args.all)
-    if args.json:
-        console.print(f"JSON report: {escape(args.json)}", highlight=False)
+    for what, path in (("JSON report", args.json), ("JUnit XML", args.junit), ("quarantine list", args.quarantine)):
+        if path:
+            console.print(f"{what}: {escape(path)}", highlight=False)
     print_recorded(result.recorded, console)
     if result.error:
         console.print(f"[bold red]audit flaky: error:[/] {escape(result.error)}; partial results above; "

@@ -9,7 +9,6 @@ appended to a state folder outside the project, so Ctrl-C keeps what was measure
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -27,7 +26,6 @@ from audit.flaky.state import RunState, exclusive
 from audit.flaky.verdict import summarise
 from audit.model.flaky import FlakyResult
 from audit.project import cache_dir, collect, unused_plugins
-from audit.pytest_run import PytestRun
 from audit.scratch import sync_copy
 from audit.stats import runs_to_bound
 
@@ -41,8 +39,13 @@ PYTEST_FAILED_TO_RUN = (2, 3, 4, 5)
 class _Audit:
     """One run of the engine: the scheduler between the planner, the pool and the repros."""
 
-    def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None):
-        self.t0 = time.monotonic()   # the budget counts collection too
+    def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
+                 handover: float | None = None, t0: float | None = None):
+        self.t0 = time.monotonic() if t0 is None else t0   # the budget counts collection too
+        # seconds after which detection stops once it has found a flaky test (attribution's share
+        # of the budget follows); None: detection may spend the whole budget
+        self.handover = handover
+        self.survey_end: float | None = None   # seconds of the budget spent when the survey ended
         self.cfg = cfg
         self.flaky_cfg = cfg.flaky
         self.progress = progress or (lambda **kw: None)
@@ -113,6 +116,9 @@ class _Audit:
 
         def next_job():
             nonlocal stopped
+            if self._handing_over():
+                stopped = "budget spent"
+                return None
             if time.monotonic() < self.deadline - self.planner.startup:
                 # one candidate per test at a time: a longer one only runs if the shorter passed
                 for i, (nodeid, cands) in enumerate(self.repro_queue):
@@ -123,7 +129,7 @@ class _Audit:
                         self.repro_running.add(nodeid)
                         return Job("repro", nodeid, cand, verify_repro, (self.cfg, cand, self._repro_timeout()))
             reserve = self.planner.startup + 1.0
-            unit = self.planner.next_unit(self.deadline - time.monotonic() - reserve, workers,
+            unit = self.planner.next_unit(self._detection_end() - time.monotonic() - reserve, workers,
                                           running=list(self.running.values()))
             if unit is None:
                 if self.planner.pending() and not self.running:
@@ -165,6 +171,31 @@ class _Audit:
     def _repro_timeout(self) -> float:
         return min(REPRO_TIMEOUT, float(self.flaky_cfg.timeout) * 2 + 30)
 
+    def _handover_at(self) -> float | None:
+        """Seconds of the budget after which detection hands over, once the survey is done: its
+        share of what the survey left (a slow machine's survey does not eat detection's share)."""
+        if self.handover is None:
+            return None
+        if self.survey_end is None:   # no plan yet (a test never timed): the share of the whole budget
+            return self.handover
+        budget = float(self.flaky_cfg.budget)
+        return self.survey_end + self.handover / budget * (budget - self.survey_end)
+
+    def _detection_end(self) -> float:
+        """The monotonic time detection should be done by: the handover once a test is flaky."""
+        at = self._handover_at()
+        if at is not None and any(t.flaky for t in self.planner.tally.values()):
+            return min(self.deadline, self.t0 - self.spent_before + at)
+        return self.deadline
+
+    def _handing_over(self) -> bool:
+        """Detection's share is spent and it found something for attribution to explain."""
+        at = self._handover_at()
+        if at is None:
+            return False
+        spent = self.spent_before + time.monotonic() - self.t0
+        return spent >= at - self.planner.startup and any(t.flaky for t in self.planner.tally.values())
+
     def _unit_done(self, res) -> None:
         unit = res.unit
         if res.returncode in PYTEST_FAILED_TO_RUN and not res.rows and not res.interrupted:
@@ -178,6 +209,7 @@ class _Audit:
         self.planner.record(res.rows, res.seconds, res.startup, unit=unit, missing=missing)
         if not self.plan and not self.planner.surveying and all(n in self.planner.test_seconds for n in self.tests):
             self.plan = self.planner.describe(self.deadline - time.monotonic(), self.workers)
+            self.survey_end = self.spent_before + time.monotonic() - self.t0
             self.on_plan(self.plan)
         self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
@@ -286,12 +318,7 @@ def verify_repro(cfg, cand: repro_mod.Repro, timeout: float, *, where: Path, wor
                  procs=None) -> bool:
     """Run the repro command as a user would (in the project copy *where*); True when the test failed again."""
     workdir.mkdir(parents=True, exist_ok=True)
-    rows_file = workdir / f"repro-{hashlib.sha1(cand.command().encode()).hexdigest()[:12]}.jsonl"
-    run = PytestRun(cfg.rooted(where), verbatim=[*cand.args, f"--audit-rows={rows_file}", "-q"], env=cand.env,
-                    rows_file=rows_file, cwd=where)
-    out = run.run(timeout)
-    mine = [r for r in out.rows if r["nodeid"] == cand.nodeid]
-    return bool(mine) and mine[0]["klass"] == "fail"
+    return bool(repro_mod.failed(cfg.rooted(where), cand, workdir, cwd=where, timeout=timeout))
 
 
 def state_dir(root: Path) -> Path:
@@ -316,10 +343,15 @@ def session(cfg):
             cfg.run_dir, cfg.run_dirs = cfg.root, [cfg.root]
 
 
-def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None) -> FlakyResult:
+def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
+              handover: float | None = None, t0: float | None = None) -> FlakyResult:
     """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`.
 
     *durations* (node id -> seconds, e.g. from the history store) spare the survey; *on_plan*
     gets the plan (what the budget can and cannot prove) once every test's duration is known.
+    With *handover* (seconds of the budget) detection stops there once a test is flaky, leaving
+    the rest to attribution (with none flaky it may spend the whole budget); *t0* is when the
+    budget started.
     """
-    return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan).run()
+    return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan,
+                  handover=handover, t0=t0).run()

@@ -142,6 +142,13 @@ def _random_hint(site: dict, call_path, nodeid) -> str:
             f"random.Random(seed) instance, or call random.seed in {scope}")
 
 
+def _entropy_hint(site: dict, call_path, nodeid) -> str:
+    at = f"{where(site)} ({site['function']})"
+    return (f"OS entropy (os.urandom, uuid, secrets, SystemRandom or an unseeded torch.Generator) is read at {at}: "
+            f"pass a seeded random.Random / torch.Generator().manual_seed(N) in, or patch the call in the test "
+            f"(monkeypatch.setattr)")
+
+
 def tolerance_for(deviation: float) -> float:
     """A tolerance that holds with margin: ten times the deviation seen, rounded up to a power of 10."""
     if not deviation or deviation <= 0 or not math.isfinite(deviation):
@@ -201,11 +208,15 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
         if not sites and trace_error:
             return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
                     f"(tracing failed, so the draw site is not known: {trace_error})")
+        if not sites and source == "entropy":
+            return (f"{nodeid or 'the test'} reads OS entropy (os.urandom, uuid, secrets, SystemRandom or an "
+                    f"unseeded torch.Generator): pass a seeded generator in (no project call site was traced)")
         if not sites:
             return (f"{nodeid or 'the test'} consumes the global {source} RNG unseeded: seed it in the test "
                     f"(no project draw site was traced)")
         site = sites[0]
-        text = {"torch": _torch_hint, "numpy": _numpy_hint, "random": _random_hint}[source](site, call_path, nodeid)
+        text = {"torch": _torch_hint, "numpy": _numpy_hint, "random": _random_hint,
+                "entropy": _entropy_hint}[source](site, call_path, nodeid)
         others = [where(s) for s in sites[1:4]]
         return text + (f" (also drawn at {', '.join(others)})" if others else "")
     if source == "threads":
@@ -224,19 +235,21 @@ def hint(source: str, *, sites=(), call_path=(), nodeid: str | None = None, devi
     registered = sources.registry().get(source)
     if registered is not None and registered.hint is not None:
         return registered.hint(sites=sites, call_path=call_path, nodeid=nodeid, polluter=polluter, state=state)
-    tried_text = f" (tried: {', '.join(tried)})" if tried else ""
-    return (f"no single source explains the failures{tried_text}: look for an interaction of two sources, "
-            f"time, network or filesystem state")
+    if not tried:
+        return "not attributed: the budget ended before any source was released; give it a larger --budget"
+    return (f"no single source explains the failures (tried: {', '.join(tried)}, none changed the failure rate "
+            f"when released alone): look for an interaction of two sources, time, network or filesystem state")
 
 
 def make_cause(source: str, p_value: float | None, evidence: str, *, status: str | None = None,
                counts: Counts | None = None, nodeid: str | None = None, trace: dict | None = None,
                trace_error: str | None = None, sites=None, call_path=None, polluter: str | None = None,
-               state=(), deviation: float | None = None, tried=()) -> Cause:
+               state=(), deviation: float | None = None, tried=(), more_runs: int | None = None) -> Cause:
     """One cause of a flaky test. For an RNG family, sites and call path come from the test's trace
     record when not given; for determinism, the record's torch.empty sites. *trace_error* (or the
     record's own) says why tracing could not name the sites. *status* is ``suspected`` unless the
-    caller confirmed it; an ``unknown`` cause has no p-value."""
+    caller confirmed it (or, ``undetermined``, the budget ended before its test decided: *more_runs*
+    says about how many more would); an ``unknown`` cause has no p-value."""
     if source != sources.UNKNOWN:
         sources.get(source)   # raises for a name no package registered
     status = status or (sources.UNKNOWN if source == sources.UNKNOWN else "suspected")
@@ -264,4 +277,5 @@ def make_cause(source: str, p_value: float | None, evidence: str, *, status: str
                  evidence=evidence, hint=text, counts=counts,
                  sites=[Site(s["path"], int(s["line"]), s.get("function") or "") for s in sites],
                  call_path=list(call_path or []), polluter=polluter if source == "order" else None,
-                 state=state, trace_error=trace_error)
+                 state=state, trace_error=trace_error,
+                 more_runs=more_runs if status == "undetermined" else None)

@@ -3,8 +3,9 @@
 Inert unless ``--audit-enable`` is given: a user's ordinary ``pytest`` run must not change, and
 nothing (not even torch) is imported until then. When enabled it
 
-* seeds each RNG family (torch, numpy's legacy global state, python ``random``) at every test's
-  setup, before its fixtures, with a pinned value or a fresh one; fresh seeds are derived from
+* seeds each RNG family (torch, numpy's legacy global state and its entropy-seeded generators,
+  python ``random``, OS entropy: audit.flaky.entropy) at every test's setup, before its
+  fixtures, with a pinned value or a fresh one; fresh seeds are derived from
   ``--audit-seed-base`` and the node id when a base is given, so that a run can be repeated;
 * seeds fixtures of class/module/package/session scope on their own key and restores the
   test's stream afterwards, so a fixture's draws do not depend on which test created it;
@@ -13,6 +14,10 @@ nothing (not even torch) is imported until then. When enabled it
   order for several rounds in this one interpreter, tearing every fixture down between rounds;
 * with ``--audit-rows FILE`` appends one JSON line per test execution: outcome, duration, every
   setting, the seeds drawn, which RNG families the test consumed, and a failure digest.
+
+``--audit-quarantine FILE`` works without ``--audit-enable``, in a user's ordinary run: it marks
+the tests listed in a quarantine file (``audit flaky --quarantine FILE``) ``xfail(strict=False)``
+with the audit's reason, so known flakes stop failing CI until they are fixed.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ def pytest_addoption(parser):
                     help="ml-audit: append one JSON line per test execution to FILE")
     group.addoption("--audit-collect", default=None, metavar="FILE",
                     help="ml-audit (internal): write the collected node ids to FILE as JSON")
+    group.addoption("--audit-quarantine", default=None, metavar="FILE",
+                    help="ml-audit: mark the tests listed in FILE (audit flaky --quarantine FILE) "
+                         "xfail(strict=False) with the audit's reason")
 
 
 def pytest_configure(config):
@@ -62,6 +70,29 @@ def pytest_configure(config):
         config.pluginmanager.register(AuditPlugin(config), "ml-audit-flaky")
     if config.getoption("audit_collect", None):
         config.pluginmanager.register(CollectedIds(config.getoption("audit_collect")), "ml-audit-collect")
+    if config.getoption("audit_quarantine", None):
+        config.pluginmanager.register(Quarantine(config.getoption("audit_quarantine")), "ml-audit-quarantine")
+
+
+class Quarantine:
+    """Marks the quarantined tests xfail (not strict: a quarantined test that passes is fine)."""
+
+    def __init__(self, path: str):
+        from audit.report.quarantine import read
+
+        try:
+            self.reasons = read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise pytest.UsageError(f"--audit-quarantine: cannot read {path}: {exc}") from None
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            reason = self.reasons.get(item.nodeid)
+            if reason is not None:
+                item.add_marker(pytest.mark.xfail(strict=False, reason=reason))
+
+    def pytest_report_header(self):
+        return f"ml-audit: {len(self.reasons)} quarantined tests marked xfail(strict=False)"
 
 
 class CollectedIds:
@@ -106,13 +137,20 @@ class _Families:
     """Seeding and state digests for the RNG families the project has imported.
 
     numpy and torch are never imported here: a suite that does not use torch must not pay
-    for its import, and an RNG nobody imported cannot be drawn from.
+    for its import, and an RNG nobody imported cannot be drawn from. With *entropy* the OS
+    entropy entry points are routed through :class:`audit.flaky.entropy.Entropy` (the
+    ``entropy`` family, and numpy's entropy-seeded generators under the ``numpy`` family).
     """
 
-    def __init__(self):
+    def __init__(self, entropy: bool = False):
         import random
 
         self.mods = {"random": random}
+        self.entropy = None
+        if entropy:
+            from audit.flaky.entropy import Entropy
+
+            self.entropy = self.mods["entropy"] = Entropy()
         self.refresh()
 
     def refresh(self) -> bool:
@@ -123,6 +161,9 @@ class _Families:
             if name not in self.mods and mod is not None and hasattr(mod, "__version__"):
                 self.mods[name] = mod
                 new = True
+        if new and self.entropy is not None:
+            self.entropy.install_numpy()
+            self.entropy.install_torch()
         return new
 
     def seed(self, family: str, seed: int) -> None:
@@ -131,8 +172,15 @@ class _Families:
             mod.manual_seed(seed)
         elif family == "numpy":
             mod.random.seed(seed)
+            if self.entropy is not None:
+                self.entropy.seed_numpy(seed)
         else:
             mod.seed(seed)
+
+    def release(self) -> None:
+        """After a test: OS entropy is the operating system's again until the next one."""
+        if self.entropy is not None:
+            self.entropy.release()
 
     def get(self, family: str):
         mod = self.mods[family]
@@ -157,6 +205,8 @@ class _Families:
             raw = state.numpy().tobytes()
         elif family == "numpy":
             raw = repr((state[0], state[2], state[3], state[4])).encode() + state[1].tobytes()
+            if self.entropy is not None:   # default_rng() and friends drew from numpy's stream
+                raw += repr(self.entropy.numpy_draws).encode()
         else:
             raw = repr(state).encode()
         return hashlib.blake2b(raw, digest_size=6).hexdigest()
@@ -223,7 +273,6 @@ class AuditPlugin:
 
     def __init__(self, config):
         self.config = config
-        self.fam = _Families()
         self.modes = {f: _parse_seed(config.getoption(f"audit_seed_{f}"), f) for f in FAMILIES}
         self.base = config.getoption("audit_seed_base")
         self.threads = config.getoption("audit_threads")
@@ -235,6 +284,7 @@ class AuditPlugin:
             self.base = self.unit["seed_base"]
             self.modes = {f: self.unit["seeds"].get(f) for f in FAMILIES}
             self.deterministic = self.unit.get("deterministic")
+        self.fam = _Families(entropy=any(self.modes.get(f) is not None for f in ("entropy", "numpy")))
         if self.unit:
             _fewer_final_collections(config)
         rows = config.getoption("audit_rows")
@@ -500,6 +550,7 @@ class AuditPlugin:
             self.tree_before = None
         self.last_rows[row["nodeid"]] = row
         self.current = None
+        self.fam.release()
         self._emit(row)
 
     @pytest.hookimpl(trylast=True)
@@ -511,6 +562,8 @@ class AuditPlugin:
 
     def pytest_unconfigure(self, config):
         self.children.close()
+        if self.fam.entropy is not None:
+            self.fam.entropy.uninstall()
         if self.rows:
             self.rows.close()
             self.rows = None

@@ -4,12 +4,20 @@ A row carries everything needed: the seeds (or the seed base they were derived f
 count, the interpreter's hash seed and thread variables, determinism, and, through its unit and
 round, the tests that ran before it. ``candidates`` gives the shortest command first (the test
 alone) and then the one with the tests that preceded it in its round (fixtures, order).
+
+Once attribution knows the cause, :func:`minimal` gives the shortest pair: the test alone (or
+its polluter and it, for order), with only the option of the cause set to a value that failed,
+and the counterfactual with that option at a value that passed; :func:`failed` runs a command
+as a user would and says whether the test failed.
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+
+import hashlib
+from pathlib import Path
 
 from audit.flaky.sources import FAMILIES
 
@@ -94,3 +102,42 @@ def candidates(failing_rows: list[dict], rows_by_unit: dict, units: dict,
         if before:
             out.append(build(row, unit, before, pytest_args))
     return out
+
+
+def _pair_part(nodeid: str, setting: dict, pytest_args: list[str], preceding: list[str]) -> Repro:
+    opts = [f"--audit-seed-{f}={v}" for f, v in sorted((setting.get("seeds") or {}).items())]
+    if setting.get("threads"):
+        opts.append(f"--audit-threads={setting['threads']}")
+    if setting.get("deterministic"):
+        opts.append(f"--audit-deterministic={setting['deterministic']}")
+    if opts and setting.get("no_reruns"):
+        opts.append("--force-reruns=0")
+    env = {"PYTHONHASHSEED": str(setting["hashseed"])} if setting.get("hashseed") is not None else {}
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly", *pytest_args, *preceding, nodeid]
+    return Repro(nodeid, env, args + (["--audit-enable", *opts] if opts else []), list(preceding))
+
+
+def minimal(nodeid: str, failing: dict, passing: dict, pytest_args: list[str],
+            polluter: list[str] | None = None) -> tuple[Repro, Repro]:
+    """The repro and its counterfactual for a known cause. *failing* and *passing* are settings
+    of the cause only (``seeds`` of its family, ``threads``, ``deterministic`` or ``hashseed``);
+    for an order cause *polluter* lists the tests to run first and the counterfactual runs the
+    test alone."""
+    repro = _pair_part(nodeid, failing, pytest_args, list(polluter or []))
+    counter = _pair_part(nodeid, passing, pytest_args, [])
+    return repro, counter
+
+
+def failed(cfg, repro: Repro, workdir: Path, *, cwd=None, timeout: float = 120.0) -> bool | None:
+    """Run *repro* as a user would (its rows recorded beside it); True when the test failed,
+    False when it passed, None when it did not run (crashed before, not collected)."""
+    from audit.pytest_run import PytestRun
+
+    key = hashlib.sha1(f"{repro.command()}:{id(repro)}:{workdir}".encode()).hexdigest()[:12]
+    rows_file = Path(workdir) / f"repro-{key}.jsonl"
+    extra = [] if "--audit-enable" in repro.args else ["--audit-enable"]
+    run = PytestRun(cfg, verbatim=[*repro.args, *extra, f"--audit-rows={rows_file}", "-q"], env=repro.env,
+                    rows_file=rows_file, cwd=cwd)
+    out = run.run(timeout)
+    mine = [r for r in out.rows if r["nodeid"] == repro.nodeid]
+    return mine[0]["klass"] == "fail" if mine else None

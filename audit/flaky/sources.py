@@ -47,9 +47,13 @@ class Source:
 BUILTIN = (
     Source("torch", "torch RNG", IN_PROCESS, "torch.manual_seed(N) at each test's setup",
            "a fresh seed per execution", arm="rng"),
-    Source("numpy", "numpy RNG", IN_PROCESS, "np.random.seed(N) (and seeded default_rng) at each test's setup",
+    Source("numpy", "numpy RNG", IN_PROCESS, "np.random.seed(N) at each test's setup; default_rng(), "
+           "Generator(PCG64()) and SeedSequence() without a seed read a stream seeded from N",
            "a fresh seed per execution", arm="rng"),
     Source("random", "python random", IN_PROCESS, "random.seed(N) at each test's setup",
+           "a fresh seed per execution", arm="rng"),
+    Source("entropy", "OS entropy", IN_PROCESS, "os.urandom, uuid4/uuid1, secrets, random.SystemRandom and "
+           "torch.Generator().seed() read a stream seeded with N at each test's setup",
            "a fresh seed per execution", arm="rng"),
     Source("threads", "threads", IN_PROCESS, "torch.set_num_threads at the machine's default",
            "thread counts cycled between executions", arm="threads"),

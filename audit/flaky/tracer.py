@@ -11,7 +11,9 @@ state equal to a freshly seeded one), numpy by the MT19937 integer-seeding recur
 seeded by project code in this test.
 
 Also recorded: ``np.random.default_rng()`` (or ``SeedSequence()``) without a seed, seen as the
-128-bit OS entropy read it makes through ``SystemRandom.getrandbits``; where each DataLoader was
+128-bit OS entropy read it makes through ``SystemRandom.getrandbits``; other OS entropy reads
+(``uuid.uuid4``/``uuid1``, ``secrets``, ``random.SystemRandom``) as draws of the ``entropy`` family
+(a direct ``os.urandom`` call is a C call, not seen); where each DataLoader was
 built, to name it when its iterator draws; and the project lines that call ``torch.empty``,
 ``empty_like``, ``empty_strided`` or ``Tensor.new_empty`` (memory that deterministic mode NaN-fills).
 
@@ -28,6 +30,7 @@ import dis
 import os
 import random
 import sys
+import uuid
 import weakref
 from pathlib import Path
 
@@ -179,7 +182,9 @@ class RngTracer:
     def _api_codes(self) -> dict:
         """Code objects of the RNG APIs whose call is a checkpoint or announces a seed/restore."""
         api = {random.Random.seed: ("random", "seed"), random.Random.setstate: ("random", "set"),
-               random.Random.getstate: ("random", None), random.SystemRandom.getrandbits: ("numpy", "entropy")}
+               random.Random.getstate: ("random", None), random.SystemRandom.getrandbits: ("numpy", "entropy"),
+               random.SystemRandom.random: ("entropy", "os"), random.SystemRandom.randbytes: ("entropy", "os"),
+               uuid.uuid4: ("entropy", "os"), uuid.uuid1: ("entropy", "os")}
         if self.torch is not None:
             tr = self.torch.random
             api.update({tr.manual_seed: ("torch", "seed"), tr.seed: ("torch", "fresh"),
@@ -263,6 +268,9 @@ class RngTracer:
         if family == "loader":
             self._loader_call(frame, kind)
             return
+        if family == "entropy":   # OS entropy has no state to compare: the call is the draw
+            self._record("entropy", "draw", seeded=False)
+            return
         if family not in self.states:
             return
         self._checkpoint()
@@ -272,6 +280,7 @@ class RngTracer:
             kind = "fresh"
         if kind == "entropy":
             if frame.f_locals.get("k") != 128:  # numpy's SeedSequence pool; other callers are secrets users
+                self._record("entropy", "draw", seeded=False)
                 return
             caller = frame.f_back
             if caller is not None and self._info(caller.f_code).project and \

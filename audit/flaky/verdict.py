@@ -63,8 +63,11 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
     verdict = decide(rows)
     n, k = len(ran), len(fails)
     masked = sum(1 for r in fails if r.get("masked"))
+    # a scoped fixture another test set up still feeds this one: its families come from the signature
     draws = sorted({f for r in rows for f, used in (r.get("draws") or {}).items() if used}
-                   | {f for r in rows for fx in r.get("fixture_draws", []) for f in fx["families"]})
+                   | {f for r in rows for fx in r.get("fixture_draws", []) for f in fx["families"]}
+                   | {str(key).rsplit(":", 1)[1] for r in rows for key, _ in (r.get("signature") or ())
+                      if str(key).startswith("fixture:")})
     digests = [d for d, _ in Counter(r.get("digest", "") for r in fails).most_common(3) if d]
     evidence = ""
     if verdict == "flaky":

@@ -1,6 +1,9 @@
 """The ``audit flaky`` result: one verdict per test, its failing settings and its causes.
 
-Schema ``ml-audit.flaky/2`` (``audit/schemas/flaky.schema.json``). Version 2 added to each cause
+Schema ``ml-audit.flaky/3`` (``audit/schemas/flaky.schema.json``). Version 3 added the cause status
+``undetermined`` (a leading suspect the budget ended before deciding, with ``more_runs``), so a
+version 2 reader could not read every status; it also added the optional ``attribution.budget``,
+``attribution.per_test`` and ``settings.attribute``. Version 2 added to each cause
 ``status`` (confirmed / suspected / unknown), ``confirmed``, ``counts`` (the experiment's numbers as
 fields, the confirmation run's among them), ``state`` (what a polluter leaves, as data) and ``trace_error``, and made an unknown cause's
 ``p_value`` null. ``from_json`` reads version 1 results too.
@@ -11,12 +14,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA = "ml-audit.flaky/2"
-READABLE = ("ml-audit.flaky/1", SCHEMA)
+SCHEMA = "ml-audit.flaky/3"
+READABLE = ("ml-audit.flaky/1", "ml-audit.flaky/2", SCHEMA)
 
 VERDICTS = ("flaky", "pass", "fail", "skip", "error", "not run")
 EVIDENCE = ("strong", "weak")        # of a pass: whether its executions bound the failure rate
-CAUSE_STATUSES = ("confirmed", "suspected", "unknown")
+CAUSE_STATUSES = ("confirmed", "suspected", "undetermined", "unknown")
 
 
 @dataclass
@@ -83,8 +86,10 @@ class Cause:
     """Why a flaky test fails: the source whose variation alone reproduces it, and where.
 
     ``status`` is ``confirmed`` only when the source was significant and pinning it alone made the
-    failures vanish; ``suspected`` when it led without that confirmation; ``unknown`` when no
-    source explained the failures (then ``p_value`` is None: no rejected source lends its own).
+    failures vanish; ``suspected`` when it was significant without that confirmation;
+    ``undetermined`` when it led (failed more often released than pinned) but the budget ended
+    before the test decided (``more_runs``: about how many more runs would); ``unknown`` when no
+    source moved the failure rate (then ``p_value`` is None: no rejected source lends its own).
     """
 
     source: str
@@ -98,6 +103,7 @@ class Cause:
     polluter: str | None = None
     state: list[StateChange] = field(default_factory=list)
     trace_error: str | None = None    # why no draw site could be traced, when tracing failed
+    more_runs: int | None = None      # undetermined only: about how many more runs would decide it
 
     @property
     def confirmed(self) -> bool:
@@ -109,7 +115,7 @@ class Cause:
                 "counts": self.counts.to_json() if self.counts else None,
                 "sites": [s.to_json() for s in self.sites], "call_path": list(self.call_path),
                 "polluter": self.polluter, "state": [c.to_json() for c in self.state],
-                "trace_error": self.trace_error}
+                "trace_error": self.trace_error, "more_runs": self.more_runs}
 
     @classmethod
     def from_json(cls, data: dict) -> "Cause":
@@ -124,7 +130,7 @@ class Cause:
                    sites=[Site.from_json(s) for s in data.get("sites") or ()],
                    call_path=list(data.get("call_path") or ()), polluter=data.get("polluter"),
                    state=[StateChange.from_json(c) for c in data.get("state") or () if isinstance(c, dict)],
-                   trace_error=data.get("trace_error"))
+                   trace_error=data.get("trace_error"), more_runs=data.get("more_runs"))
 
 
 SETTING_KEYS = ("seeds", "threads", "hashseed", "deterministic", "order", "round", "attempt")
@@ -187,6 +193,9 @@ class TestVerdict:
     writes: list[str] = field(default_factory=list)   # project files the test creates or changes
     timing: str | None = None   # flaky only: every failure was about time (audit.flaky.timing), and how
     children: dict | None = None   # Python processes it spawned: {"controlled": n, "uncontrolled": m}
+    repro_runs: tuple | None = None         # (failures, runs) of the repro when attribution verified it
+    counterfactual: str | None = None       # the repro with its cause pinned at a value that passed
+    counterfactual_runs: tuple | None = None   # its (failures, runs)
 
     @property
     def mean_duration(self) -> float:
@@ -208,6 +217,9 @@ class TestVerdict:
             "mean_duration": round(self.mean_duration, 6),
             "evidence_strength": self.evidence_strength, "not_run_reason": self.not_run_reason,
             "writes": list(self.writes), "timing": self.timing, "children": self.children,
+            "repro_runs": list(self.repro_runs) if self.repro_runs else None,
+            "counterfactual": self.counterfactual,
+            "counterfactual_runs": list(self.counterfactual_runs) if self.counterfactual_runs else None,
         }
 
     @classmethod
@@ -223,8 +235,10 @@ class TestVerdict:
                    evidence=data.get("evidence", ""), total_duration=float(data.get("total_duration", 0.0)),
                    causes=[Cause.from_json(c) for c in data.get("causes") or ()],
                    evidence_strength=data.get("evidence_strength"), not_run_reason=data.get("not_run_reason"),
-                   writes=list(data.get("writes") or ()), timing=data.get("timing"),
-                   children=data.get("children"))
+                   writes=list(data.get("writes") or ()), timing=data.get("timing"), children=data.get("children"),
+                   repro_runs=tuple(data["repro_runs"]) if data.get("repro_runs") else None,
+                   counterfactual=data.get("counterfactual"),
+                   counterfactual_runs=tuple(data["counterfactual_runs"]) if data.get("counterfactual_runs") else None)
 
 
 @dataclass
@@ -250,6 +264,8 @@ class FlakyResult:
     new_executions: int = 0                            # executions this invocation added (a resume adds to old ones)
     recorded_as: int | None = None                     # history run id an earlier invocation recorded it as
     error: str = ""                                    # why the executor stopped early (a lost cluster)
+    wall_seconds: float = 0.0                          # detection and attribution together, this invocation
+    deprecations: list[str] = field(default_factory=list)   # settings read but no longer meaningful
 
     @property
     def flaky(self) -> list[TestVerdict]:
@@ -259,7 +275,7 @@ class FlakyResult:
         return {"schema": SCHEMA, "project": self.project, "settings": self.settings,
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
-                "attribution": self.attribution, "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
+                "attribution": self.attribution, "wall_seconds": round(self.wall_seconds, 2), "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
                 "tests": [t.to_json() for t in self.tests]}
 
     @classmethod

@@ -111,8 +111,14 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         if t.repro and t.verdict in ("flaky", "fail", "error"):
             mark = {True: "fails again when run", False: "did not fail when re-run",
                     None: "not re-run"}[t.repro_verified]
+            if t.repro_runs:
+                mark = f"failed {t.repro_runs[0]}/{t.repro_runs[1]} runs"
             console.print(f"[bold]{escape(t.nodeid)}[/] repro ({mark}):", highlight=False)
             console.print(f"  {escape(t.repro)}", highlight=False, soft_wrap=True)
+            if t.counterfactual and t.counterfactual_runs:
+                cf, cn = t.counterfactual_runs
+                console.print(f"  counterfactual, the cause pinned (failed {cf}/{cn} runs):", highlight=False)
+                console.print(f"  {escape(t.counterfactual)}", highlight=False, soft_wrap=True)
             if t.masked:
                 console.print(f"  [yellow]{escape(t.evidence)}[/]", highlight=False)
             if what_happened(t):
@@ -138,7 +144,13 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         f"determinism {settings['determinism']}; CUDA {settings['cuda']}; plan seed "
         f"{settings['master_seed']}", highlight=False)
     if result.flaky and not any(t.causes for t in result.tests) and not result.interrupted:
-        console.print("to find why and where each flaky test fails: audit flaky --attribute", highlight=False)
+        console.print("to find why and where each flaky test fails: audit flaky without --no-attribute",
+                      highlight=False)
+    if result.attribution:
+        att = result.attribution
+        console.print(f"attribution: {att.get('executions', 0)} executions in {att.get('interpreters', 0)} "
+                      f"interpreters, {att.get('seconds', 0):.0f}s of the {settings.get('budget', 0):.0f}s budget "
+                      f"(its share: {att.get('budget', 0):.0f}s)", highlight=False, soft_wrap=True)
     passes = [t for t in result.tests if t.verdict == "pass"]
     if passes:
         weakest = min(passes, key=lambda t: t.executions)

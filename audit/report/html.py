@@ -37,7 +37,7 @@ pre .add { color: #15803d; } pre .del { color: #b91c1c; } pre .hunk { color: #6b
 .survivor { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 12px; margin: 10px 0; }
 .tag { display: inline-block; font-size: 11px; padding: 1px 6px; border-radius: 9px; background: #e0e7ff; color: #3730a3; margin-right: 4px; }
 .tag.confirmed { background: #dcfce7; color: #166534; } .tag.suspected { background: #fef3c7; color: #92400e; }
-.tag.unknown { background: #f3f4f6; color: #374151; }
+.tag.unknown { background: #f3f4f6; color: #374151; } .tag.undetermined { background: #e0e7ff; color: #3730a3; }
 footer { margin-top: 32px; color: #6b7280; font-size: 12px; }
 """
 

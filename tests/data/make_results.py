@@ -43,7 +43,7 @@ DESELECT = ["tests/test_augment.py::test_gaussian_noise_is_small",
             "tests/test_augment.py::test_frame_dropout_keeps_most_frames",
             "tests/test_augment.py::test_frame_dropout_labels_are_kept",
             "tests/test_model.py::test_predictions_repeatable"]
-FLAKY = {"budget": 40.0, "seed": 7, "attribute": True, "attribute_budget": 45.0}
+FLAKY = {"budget": 85.0, "seed": 7, "attribute": True}   # one budget for detection and attribution
 MUTATE = {"operators": "ml"}
 FEW_OPERATORS = "drop_detach,change_dim"
 

@@ -27,6 +27,14 @@ class Case:
     chunks: dict = field(default_factory=dict)     # source -> chunks of released rounds run
     confirmed_source: str | None = None            # the source pinned alone in the confirmation
     confirmation: tuple | None = None              # its (failures, executions)
+    not_drawn: tuple = ()                          # RNG families detection saw it never consume
+    examples: dict = field(default_factory=dict)   # source -> settings of some failing executions
+
+    def example(self, source: str, setting: dict, most: int = 4) -> None:
+        """Keep a failing execution's settings under *source* (for the repro), a few at most."""
+        kept = self.examples.setdefault(source, [])
+        if len(kept) < most and setting not in kept:
+            kept.append(setting)
 
     def p(self, source: str) -> float:
         """Fisher's exact p of the source's released counts against the pinned baseline."""

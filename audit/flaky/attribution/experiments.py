@@ -1,11 +1,14 @@
 """One-factor experiments: from a setting where every source is pinned, release one at a time.
 
-Each released failure rate is compared with the pinned baseline by Fisher's exact test. Cheap
-in-process sources go first (many rounds per interpreter), then the hash seed (one interpreter
-per value), then test order (whole-suite interpreters in other orders). A source stops getting
-executions as soon as it is clearly significant or clearly not worth more, and a test stops
-once a source explains it. The winner is confirmed the other way round: with only it pinned and
-the rest released, its failures must vanish; the counts of that run are kept beside the others.
+Each released failure rate is compared with the pinned baseline by Fisher's exact test, and the
+arms are run sequentially: a source that made the test fail gets chunk after chunk (and the
+pinned arm grows beside it) until it is significant, while one that never did is excluded once
+its failure rate is bounded low; the chunks go first where the decision is closest (fewest runs
+still needed, :func:`audit.stats.runs_to_decide`), until the budget ends. Cheap in-process
+sources go first (many rounds per interpreter), then the hash seed (one interpreter per value),
+then test order (whole-suite interpreters in other orders). The winner is confirmed the other
+way round: with only it pinned and the rest released, its failures must vanish; the counts of
+that run are kept beside the others.
 """
 
 from __future__ import annotations
@@ -15,39 +18,37 @@ import random
 from audit.flaky import sources
 from audit.flaky.attribution.case import NOT_WORTH, SIGNIFICANT, Case
 from audit.flaky.attribution.lab import PIN_HASHSEEDS, PIN_SEEDS, Lab, check_unit, count, failed, rows_of
-from audit.stats import upper_bound_no_failures
+from audit.stats import runs_to_decide, upper_bound_no_failures
 
 # the sources these experiments release: the built-ins (a registered source needs an arm of its own)
 IN_PROCESS = tuple(s.name for s in sources.BUILTIN if s.scope == sources.IN_PROCESS)
 FIXED = ("threads", "determinism")   # sources with a fixed released setting: one chunk decides them
 BASE_ROUNDS = 40            # pinned executions per test and chunk
-CHUNKS = (60, 100, 240)     # released executions of an RNG family per test and chunk (the last: only
-                            # for a family that made it fail without reaching significance yet)
+CHUNKS = (60, 100, 240)     # released executions of an RNG family per test and chunk; the last size
+                            # repeats (sequentially) for a family that made it fail, until it decides
+MOST_ROUNDS = 600           # the largest chunk (one arm, one test) a wave gives a source that is close
 FIXED_ROUNDS = 12           # executions of a fixed setting (thread counts cycled, determinism on)
-HASH_INTERPRETERS = (4, 6, 10)  # new hash seeds tried per test and batch (the last: as for CHUNKS)
+HASH_INTERPRETERS = (4, 6, 10)  # new hash seeds tried per test and batch (the last repeats: as for CHUNKS)
 ORDER_INTERPRETERS = (3, 4, 6)  # reversed + shuffled whole-suite orders per batch (the last: as for CHUNKS)
 CONFIRM_ROUNDS = 30
 TRIED = (*IN_PROCESS, "hashseed", "order")   # every source the experiments release
 
 
-def find_pins(lab: Lab, cases: dict[str, Case], trace_job, everything: list[str]):
+def find_pins(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """A pinned setting each test passes under (a seed can happen to fail): candidates in turn.
     The first candidate's wave also runs the first released chunks, betting that most tests pass
-    pinned there, and *trace_job*, whose result is returned (None when the budget ran out first)."""
-    traced = None
+    pinned there."""
     todo = list(cases)
     for pin in range(len(PIN_SEEDS)):
-        if not todo or lab.left() < 10:
+        if not todo or not lab.room(10):
             break
         jobs, keys = [lab.unit(todo, pin=pin, rounds=BASE_ROUNDS)], [None]
         if pin == 0:
             more, more_keys = _in_process_jobs(lab, cases, everything, assume_pin=0)
-            jobs += more + [trace_job]
-            keys += more_keys + [None]
+            jobs += more
+            keys += more_keys
         out = lab.run(jobs)
         check_unit(out[0])
-        if pin == 0:
-            traced = out[-1]
         still = []
         for nodeid in todo:
             f, n = count(out[0], nodeid)
@@ -59,48 +60,89 @@ def find_pins(lab: Lab, cases: dict[str, Case], trace_job, everything: list[str]
                 still.append(nodeid)
         todo = still
         if pin == 0:
-            _tally(cases, keys[1:-1], out[1:-1])
+            _tally(cases, keys[1:], out[1:])
             for nodeid in still:   # their first chunks ran under a failing pin: start again
                 cases[nodeid].chunks.clear()
         lab.progress(phase="baseline", pinned=len(cases) - len(todo), tests=len(cases))
-    return traced
 
 
 def _in_process_jobs(lab: Lab, cases: dict[str, Case], everything: list[str], assume_pin=None):
     """The next chunk of every in-process source still open, per pin group: released units, a
-    pinned unit to grow the baseline beside them, and confirmations of new winners."""
+    pinned unit to grow the baseline beside them, and confirmations of new winners; the closest
+    decisions first."""
     jobs, keys = [], []
     groups: dict[tuple, list[Case]] = {}
+    sizes: dict[tuple, int] = {}
     for case in cases.values():
         pin = case.pin if assume_pin is None else assume_pin
         if pin is None or case.significant():
             continue
         for source in IN_PROCESS:
             k = case.chunks.get(source, 0)
-            fixed = source in FIXED
-            if source in case.done or (fixed and k) or k >= len(CHUNKS):
-                continue
-            if k == len(CHUNKS) - 1 and not case.released.get(source, (0, 0))[0]:
-                continue   # the last chunk only for a source that made it fail
+            failed_before = case.released.get(source, (0, 0))[0]
+            if source in case.done or (k >= len(CHUNKS) - 1 and not failed_before):
+                continue   # the longer chunks only for a source that made it fail
+            rounds = _rounds(case, source, k, len(lab.threads))
             groups.setdefault((pin, source, k), []).append(case)
-    pinned: dict[int, set] = {}
-    for (pin, source, k), group in sorted(groups.items()):
-        fixed = source in FIXED
-        rounds = max(FIXED_ROUNDS, 3 * len(lab.threads)) if fixed else CHUNKS[k]
-        jobs.append(lab.unit([c.nodeid for c in group], pin=pin, rounds=rounds, release=(source,)))
+            sizes[(pin, source, k)] = max(sizes.get((pin, source, k), 0), rounds)
+    pinned: dict[int, int] = {}
+    pinned_tests: dict[int, set] = {}
+    order = sorted(groups.items(), key=lambda kv: (min(_closeness(c, kv[0][1]) for c in kv[1]), kv[0]))
+    for (pin, source, k), group in order:
+        jobs.append(lab.unit([c.nodeid for c in group], pin=pin, rounds=sizes[(pin, source, k)], release=(source,)))
         keys.append((pin, source, group))
         for case in group:
             case.chunks[source] = k + 1
-            if case.base[1] and case.base[1] < 3 * BASE_ROUNDS:
-                pinned.setdefault(pin, set()).add(case.nodeid)
-    for pin, tests in sorted(pinned.items()):
-        jobs.append(lab.unit(sorted(tests, key=everything.index), pin=pin, rounds=BASE_ROUNDS))
+            grow = _pinned_rounds(case)
+            if grow:
+                pinned_tests.setdefault(pin, set()).add(case.nodeid)
+                pinned[pin] = max(pinned.get(pin, 0), grow)
+    for pin, tests in sorted(pinned_tests.items()):
+        jobs.append(lab.unit(sorted(tests, key=everything.index), pin=pin, rounds=pinned[pin]))
         keys.append((pin, "pinned", [cases[t] for t in tests]))
     if assume_pin is None:
         more, confirming = _confirm_jobs(lab, cases, everything)
         jobs += more
         keys += [(None, "confirm", winner_and_group) for winner_and_group in confirming]
     return jobs, keys
+
+
+def _rounds(case: Case, source: str, k: int, thread_counts: int) -> int:
+    """Released executions of *source*'s next chunk: its fixed size, or (for a source that made
+    the test fail) half of what the decision still needs, within bounds."""
+    if source in FIXED:
+        return max(FIXED_ROUNDS, 3 * thread_counts) * (1 if not k else 2)
+    size = CHUNKS[min(k, len(CHUNKS) - 1)]
+    need = _needed(case, source)
+    if need:
+        size = max(size, min(MOST_ROUNDS, need // 2 + 1))
+    return size
+
+
+def _needed(case: Case, source: str) -> int | None:
+    """More executions that would decide *source* at the rates seen so far (None: no sign yet)."""
+    f, n = case.released.get(source, (0, 0))
+    if not f:
+        return None
+    return runs_to_decide((f, n), tuple(case.base), SIGNIFICANT)
+
+
+def _closeness(case: Case, source: str) -> float:
+    """Sort key: a source near its decision first, then the ones with no sign yet."""
+    need = _needed(case, source)
+    return need if need is not None else float(10 ** 6)
+
+
+def _pinned_rounds(case: Case) -> int:
+    """Pinned executions to add beside the released chunks, once a source made the test fail:
+    keep the pinned arm as large as that source's released arm (balanced arms decide soonest)."""
+    suspects = [n for s, (f, n) in case.released.items() if f and s in IN_PROCESS]
+    if not suspects:
+        return 0   # nothing to compare yet: the first pinned chunk is enough
+    missing = max(suspects) - case.base[1]
+    if missing <= 0:
+        return 0
+    return min(MOST_ROUNDS, max(BASE_ROUNDS, missing))
 
 
 def _tally(cases: dict[str, Case], keys: list, results: list) -> None:
@@ -126,11 +168,16 @@ def _tally(cases: dict[str, Case], keys: list, results: list) -> None:
             tally[1] += n
             if source == "threads":
                 case.digests += [r["digest"] for r in rows_of(res, case.nodeid) if failed(r)]
+            for r in rows_of(res, case.nodeid):
+                if failed(r) and not r.get("attempt"):
+                    case.example(source, {"seeds": r.get("seeds") or {}, "threads": r.get("threads"),
+                                          "masked": bool(r.get("masked"))})
     for case in cases.values():
         for source in IN_PROCESS:
             f, n = case.released.get(source, (0, 0))
-            if n and ((f and case.p(source) < SIGNIFICANT) or source in FIXED
-                      or (f == 0 and upper_bound_no_failures(n) < NOT_WORTH)):
+            if n and ((f and case.p(source) < SIGNIFICANT) or (source in FIXED and not f)
+                      or (f == 0 and upper_bound_no_failures(n) < NOT_WORTH)
+                      or (f and runs_to_decide((f, n), tuple(case.base), SIGNIFICANT) is None)):
                 case.done.add(source)
 
 
@@ -138,7 +185,7 @@ def in_process(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """Release each RNG family, the thread count and determinism, in rounds inside interpreters,
     chunk after chunk until each is decided (or its chunks are spent)."""
     wave = 0
-    while lab.left() > 15:
+    while lab.room(15):
         jobs, keys = _in_process_jobs(lab, cases, everything)
         if not any(k[1] not in ("confirm", "pinned") for k in keys):
             return   # nothing left to release: the confirmations wait for the shared batches
@@ -153,22 +200,26 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
     shuffled) for the tests nothing in-process explained, in shared batches; the winners found
     so far are confirmed in the same batches."""
     orders_tried = 0
-    for batch in range(len(HASH_INTERPRETERS)):
+    final = len(HASH_INTERPRETERS) - 1
+    batch = -1
+    while True:
+        batch += 1
+        size = min(batch, final)
         need = {s: [c for c in cases.values() if c.pin is not None and not c.significant() and s not in c.done
-                    and (batch < len(HASH_INTERPRETERS) - 1 or c.released.get(s, (0, 0))[0])]
+                    and (batch < final or c.released.get(s, (0, 0))[0])]
                 for s in ("hashseed", "order")}
         confirm_jobs, confirm_keys = _confirm_jobs(lab, cases, everything)
-        if not (need["hashseed"] or need["order"] or confirm_jobs) or lab.left() < 20:
+        if not (need["hashseed"] or need["order"] or confirm_jobs) or not lab.room(20):
             return
         jobs, kinds = list(confirm_jobs), [("confirm", k) for k in confirm_keys]
         for pin in sorted({c.pin for c in need["hashseed"]}):
             tests = [c.nodeid for c in need["hashseed"] if c.pin == pin]
-            for _ in range(HASH_INTERPRETERS[batch]):
+            for _ in range(HASH_INTERPRETERS[size]):
                 jobs.append(lab.unit(tests, pin=pin, rounds=1, hashseed=str(lab.rand.randrange(1, 2 ** 32))))
                 kinds.append(("hashseed", pin))
         for pin in sorted({c.pin for c in need["order"]}):
             victims = {c.nodeid for c in need["order"] if c.pin == pin}
-            for k in range(ORDER_INTERPRETERS[batch]):
+            for k in range(ORDER_INTERPRETERS[size]):
                 ordered = list(everything)
                 if orders_tried + k == 0:
                     ordered.reverse()
@@ -181,7 +232,7 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                 last = max(ordered.index(v) for v in victims)
                 jobs.append(lab.unit(ordered[: last + 1], pin=pin, rounds=1, order=name))
                 kinds.append(("order", pin))
-        orders_tried += ORDER_INTERPRETERS[batch]
+        orders_tried += ORDER_INTERPRETERS[size]
         for (kind, key), res in zip(kinds, lab.run(jobs)):
             check_unit(res)
             if kind == "confirm":
@@ -196,6 +247,8 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                 tally = case.released.setdefault(kind, [0, 0])   # one outcome per interpreter
                 tally[0] += int(f > 0)
                 tally[1] += 1
+                if kind == "hashseed" and f:
+                    case.example("hashseed", {"hashseed": res.unit.hashseed})
                 if kind == "order" and f:
                     before = res.unit.tests[: res.unit.tests.index(case.nodeid)]
                     if case.failing_order is None or len(before) < len(case.failing_order):
@@ -205,7 +258,8 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
             most -= (HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS)[-1]
             for case in todo:
                 f, n = case.released.get(kind, (0, 0))
-                if (f and case.p(kind) < SIGNIFICANT) or (f == 0 and n >= most) or batch == len(HASH_INTERPRETERS) - 1:
+                if ((f and case.p(kind) < SIGNIFICANT) or (f == 0 and n >= most)
+                        or (f and runs_to_decide((f, n), tuple(case.base), SIGNIFICANT) is None)):
                     case.done.add(kind)
         lab.progress(phase="hash seed and order", batch=batch + 1,
                      explained=sum(bool(c.significant()) for c in cases.values()))
@@ -246,7 +300,7 @@ def _confirmed(source: str, group: list[Case], res) -> None:
 def confirm(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
     """Confirm the winners not confirmed yet, while the budget lasts."""
     jobs, keys = _confirm_jobs(lab, cases, everything)
-    if jobs and lab.left() > 10:
+    if jobs and lab.room(10):
         for (source, group), res in zip(keys, lab.run(jobs)):
             check_unit(res)
             _confirmed(source, group, res)

@@ -36,6 +36,8 @@ class Lab:
         self.next_id = 0
         self.executions = 0
         self.interpreters = 0
+        self.per_test: dict[str, int] = {}     # executions per node id
+        self.last_batch = 5.0                  # seconds the last batch of jobs took
         axes = Axes.from_config(cfg.flaky)
         self.default_threads = axes.default_threads
         self.threads = axes.threads if len(axes.threads) > 1 else sorted({1, 2, axes.default_threads})
@@ -43,6 +45,12 @@ class Lab:
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def room(self, most: float) -> bool:
+        """Whether another batch fits: the time left exceeds what the last batch took (at most
+        *most* seconds are asked for, at least two), so a small budget keeps going while its
+        batches stay short and a large one keeps its margin."""
+        return self.left() > max(2.0, min(most, self.last_batch))
 
     def unit(self, tests, *, pin: int, rounds: int = 1, release=(), order="file",
              hashseed: str | None = None, deterministic: str = "off", threads=None) -> Unit:
@@ -79,8 +87,12 @@ class Lab:
             if hasattr(value, "rows"):
                 self.interpreters += 1
                 self.executions += len(value.rows)
+                for row in value.rows:
+                    self.per_test[row["nodeid"]] = self.per_test.get(row["nodeid"], 0) + 1
 
+        started = time.monotonic()
         pool.run(next_job, on_result)
+        self.last_batch = time.monotonic() - started
         return [results.get(i) for i in range(len(jobs))]
 
 

@@ -61,7 +61,7 @@ def probe(lab: Lab, case: Case, tests: list[str]) -> dict[str, list[StateChange]
         run = PytestRun(lab.cfg, plugins=[PROBE], plugins_off=["randomly", *lab.plugins_off],
                         options=[f"--audit-statediff={out}"], targets=[*tests, case.nodeid],
                         env={"PYTHONHASHSEED": PIN_HASHSEEDS[case.pin], "OMP_WAIT_POLICY": "PASSIVE"})
-        ended = run.run(lab.timeout + 120)
+        ended = run.run(max(5.0, min(lab.timeout + 120, lab.left())))   # never past the budget
         lab.interpreters += 1
         if ended.timed_out or not out.exists():
             return {}
@@ -80,7 +80,7 @@ def find_polluter(lab: Lab, case: Case) -> None:
         return fails_after(lab, case, subsets)
 
     def more():
-        return lab.left() > 10
+        return lab.room(10)
 
     if suspects and fails([suspects])[0]:
         culprits = ddmin(suspects, fails, more)
