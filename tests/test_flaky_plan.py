@@ -44,7 +44,7 @@ def test_axes_from_config_validates_and_fills_defaults():
     assert a.rng == ["torch", "numpy"] and 1 in a.threads and a.default_threads in a.threads
     assert a.orders == ["file"]
     described = a.describe()
-    assert described["rng_pinned"] == ["random"] and described["determinism"] == "not varied"
+    assert described["rng_pinned"] == ["random", "entropy"] and described["determinism"] == "not varied"
     assert "no CUDA" in described["cuda"] or a.cuda
     for bad in (dict(rng=["jax"]), dict(orders=["sideways"]), dict(threads=[0])):
         fields = dict(rng=["torch"], hashseed=True, threads=[1], orders=["file"], determinism=True)
@@ -66,7 +66,7 @@ def test_units_cycle_through_process_settings_and_are_serialisable():
         if u.order == "reversed":
             assert u.tests == TESTS[::-1]
         assert Unit.from_json(u.to_json()) == u
-        assert json.loads(u.to_json())["seeds"] == {"torch": "fresh", "numpy": "fresh", "random": "fresh"}
+        assert json.loads(u.to_json())["seeds"] == {"torch": "fresh", "numpy": "fresh", "random": "fresh", "entropy": 0}
     again = measured(Planner(TESTS, axes(), master_seed=11))
     assert [again.next_unit(500, 2).hashseed for _ in range(3)] == [u.hashseed for u in units[:3]]
 
@@ -84,7 +84,7 @@ def test_shuffled_order_is_reproducible_from_its_recorded_seed():
 def test_pinned_families_and_switched_off_axes():
     p = measured(Planner(TESTS, axes(rng=["numpy"], hashseed=False, determinism=False, threads=[3]), master_seed=1))
     u = p.next_unit(500, 2)
-    assert u.seeds == {"torch": 0, "numpy": "fresh", "random": 0}
+    assert u.seeds == {"torch": 0, "numpy": "fresh", "random": 0, "entropy": 0}   # families not varied stay pinned
     assert u.hashseed == "0" and u.deterministic is None and u.env_threads is None and u.threads == [3]
 
 

@@ -70,7 +70,7 @@ def test_seeded_controls_are_not_flagged(sample_trace):
                    "tests/test_model.py::test_predict_is_repeatable_in_eval_mode"):
         assert records[nodeid]["rng_hygiene"] is False, (nodeid, records[nodeid]["draws"])
     seeded = records["tests/test_seeding.py::test_seed_everything_fixes_every_family"]
-    assert seeded["seeded_by_test"] == {"torch": True, "numpy": True, "random": True}
+    assert seeded["seeded_by_test"] == {"torch": True, "numpy": True, "random": True, "entropy": False}
 
 
 def test_hints_name_the_traced_place(sample_trace):

@@ -8,7 +8,8 @@ Three kinds of rule:
   ``'XXmeanXX'``; ``lr=0.1`` -> ``lr=1.1``) are dropped there.
 * Certainly-equivalent mutants: no change at all, a keyword removed that was set to the callee's
   default (``audit.mutate.torch_defaults``), ``transpose(a, b)`` -> ``transpose(b, a)``, a
-  ``keepdim`` change whose result no later code can see (``audit.mutate.unobservable``).
+  ``keepdim`` change whose result no later code can see, a ``non_blocking`` flag changed or dropped
+  (``audit.mutate.unobservable``).
 * Noise (switchable with ``[tool.audit.mutate] noisy = true``): mutmut's case/XX mutation of
   enum-like strings (``mode='bilinear'``) and its ``None`` injection into arguments and assignments.
 """
@@ -21,7 +22,7 @@ import libcst as cst
 
 from audit.mutate import operators as ops
 from audit.mutate.torch_defaults import default_of
-from audit.mutate.unobservable import Parent, unobservable_keepdim
+from audit.mutate.unobservable import Parent, unobservable_keepdim, unobservable_transfer_hint
 
 MANAGED_KEYWORDS = {"dim", "axis", "keepdim", "keepdims", "reduction", "dtype", "seed", "random_state",
                     "shuffle", "drop_last", "requires_grad", *ops.HYPERPARAMS}
@@ -127,4 +128,5 @@ def is_equivalent(operator: str, original: cst.CSTNode, mutated, parent: Parent 
     """Certainly equivalent; with *parent* (the tree's parent links) also by where the value goes."""
     return (is_noop(original, mutated) or removes_default_keyword(original, mutated)
             or is_transpose_swap(original, mutated)
-            or (parent is not None and unobservable_keepdim(original, mutated, parent)))
+            or (parent is not None and (unobservable_keepdim(original, mutated, parent)
+                                        or unobservable_transfer_hint(original, mutated, parent))))

@@ -9,6 +9,11 @@ that first showed it: ``score.max(dim=0)`` whose index is only read through ``.i
 The rule follows the value through one local name as well (``_, best = x.max(dim=0)`` then only
 ``best.item()``): every read of that name in the enclosing function must be such a use, which is
 conservative (a read of a later, re-bound value must be one too).
+
+``non_blocking`` only says whether a host-to-device copy may overlap with other work; the values
+copied are the same on every device. A mutant that only flips, drops or re-defaults an argument
+or parameter whose name says ``non_blocking`` (``non_blocking_transfer=True`` in the LR finder,
+passed down to ``.to(device, non_blocking=...)``) is equivalent too.
 """
 
 from __future__ import annotations
@@ -128,3 +133,21 @@ def unobservable_keepdim(original: cst.CSTNode, mutated, parent: Parent) -> bool
     if not names or function is None:
         return False
     return all(_shape_blind_use(load, parent, name) for name in names for load in _loads(function, name, parent))
+
+
+def _is_transfer_hint(name: str | None) -> bool:
+    return bool(name) and "non_blocking" in name
+
+
+def _args_without_hints(call: cst.Call) -> list[str]:
+    return [_code(a.value) if a.keyword is None else f"{a.keyword.value}={_code(a.value)}"
+            for a in call.args if a.keyword is None or not _is_transfer_hint(a.keyword.value)]
+
+
+def unobservable_transfer_hint(original: cst.CSTNode, mutated, parent: Parent) -> bool:
+    """A mutant that only changes a ``non_blocking`` argument, or the default of such a parameter."""
+    if isinstance(original, cst.Call) and isinstance(mutated, cst.Call):
+        return (_code(original.func) == _code(mutated.func) and _code(original) != _code(mutated)
+                and _args_without_hints(original) == _args_without_hints(mutated))
+    up = parent(original)
+    return isinstance(up, cst.Param) and up.default is original and _is_transfer_hint(up.name.value)
