@@ -68,13 +68,13 @@ class Children:
             json.dump(spec, f)
         os.replace(partial, self.settings)
         self.uncontrolled = 0
-        self._logged_before = self._lines()
+        self._log_start = self._log_size()
         self._active = True
 
     def end(self, nodeid: str) -> dict | None:
         """After a test: how many Python children it ran, under the settings and not (None: none)."""
         self._active = False
-        controlled = sum(1 for line in self._lines()[len(self._logged_before):]
+        controlled = sum(1 for line in self._lines_since(self._log_start)
                          if json.loads(line).get("test") == nodeid)
         if not controlled and not self.uncontrolled:
             return None
@@ -86,9 +86,17 @@ class Children:
         self._active = False
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _lines(self) -> list[str]:
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def _lines_since(self, offset: int) -> list[str]:
+        """The children's log lines written after *offset*: only this test's part is read."""
         try:
             with open(self.log) as f:
+                f.seek(offset)
                 return [line for line in f if line.strip()]
         except OSError:
             return []
