@@ -40,7 +40,7 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     With *json* / *junit* / *quarantine* the result is also written there (JSON report, JUnit XML,
     quarantine list for ``--audit-quarantine``).
     """
-    from audit.flaky.engine import run_flaky, session
+    from audit.flaky.engine import fork_server, run_flaky, session
 
     started = time.monotonic()
     cfg = configure(path, "flaky", top={"executor": executor, "address": address}, **settings)
@@ -50,13 +50,15 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
             check_writable(out)
     budget = float(cfg.flaky.budget)
     handover = budget * (1 - cfg.flaky.attribute_share) if cfg.flaky.attribute else None
-    with session(cfg):
+    with session(cfg), fork_server(cfg) as forks:
         result = run_flaky(cfg, progress=progress, resume=resume, on_plan=on_plan, durations=_last_durations(cfg, db),
-                           handover=handover, t0=started)
+                           handover=handover, t0=started, forks=forks)
         if cfg.flaky.attribute and result.flaky and not result.interrupted:
             spent_before = result.seconds - (time.monotonic() - started)
             left = budget - spent_before - (time.monotonic() - started) - WRAP_UP
-            _attribute(cfg, result, attribution_progress, left)
+            _attribute(cfg, result, attribution_progress, left, forks if result.settings["executor"] == "local" else None)
+        if forks is not None:
+            result.settings["fork_server"] = forks.describe()
     result.settings["attribute"] = bool(cfg.flaky.attribute)
     result.deprecations = list(cfg.deprecations)
     result.wall_seconds = time.monotonic() - started
@@ -113,14 +115,16 @@ def _record_flaky(cfg, result, db):
     return recorded
 
 
-def _attribute(cfg, result, progress, seconds: float) -> None:
-    """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within *seconds*."""
+def _attribute(cfg, result, progress, seconds: float, forks=None) -> None:
+    """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within *seconds* (units
+    forked from *forks*' zygotes where one has the hash seed)."""
     from audit.flaky.attribution import attribute, out_of_budget
 
     if seconds < MIN_ATTRIBUTION:
         found = out_of_budget(result, seconds)
     else:
-        found = attribute(cfg, result, budget_seconds=seconds, workers=cfg.flaky.workers or None, progress=progress)
+        found = attribute(cfg, result, budget_seconds=seconds, workers=cfg.flaky.workers or None, progress=progress,
+                          forks=forks)
     for test in result.tests:
         if not test.timing:   # a timing failure names its own cause; no experiment can pin time
             test.causes = found.get(test.nodeid, [])

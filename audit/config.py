@@ -74,6 +74,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        least=1),
         "orders": Key("list[str]", ["file", "reversed", "shuffle"], "test orders to try"),
         "determinism": Key("bool", True, "toggle torch.use_deterministic_algorithms (and CUDA flags on GPUs)"),
+        "fork_server": Key("bool", True, "fork new interpreters from zygotes that have imported pytest and torch "
+                           "(Linux; false: start every one fresh)"),
         "attribute": Key("bool", True, "find why and where each flaky test fails, within the same budget "
                          "(false: detection only)"),
         "attribute_share": Key("float", 0.6, "the part of the budget kept for attribution while detection runs; "

@@ -41,17 +41,23 @@ def _summary(output: str, lines: int = 25) -> str:
     return "\n".join(keep[-lines:])
 
 
-def collect(cfg, timeout: float = 300.0, env: dict[str, str] | None = None) -> list[str]:
-    """Node ids of the project's tests, in pytest's order.
+def collect(cfg, timeout: float = 300.0, env: dict[str, str] | None = None,
+            imports: list[str] | None = None) -> list[str]:
+    """Node ids of the project's tests, in pytest's order; *imports*, when given, gets the modules
+    collection imported from outside the project (for :mod:`audit.forkserver`).
 
     Raises AuditError (exit 2) naming the problem for a pytest usage error, a test module that
     fails to import, or a suite that collects no test.
     """
     with tempfile.TemporaryDirectory(prefix="ml-audit-collect-") as tmp:
         listing = Path(tmp) / "ids.json"
-        run = PytestRun(cfg, options=["--collect-only", "-q", f"--audit-collect={listing}"], env=env)
+        run = PytestRun(cfg, options=["--collect-only", "-q", f"--audit-collect={listing}"],
+                        env={"ML_AUDIT_PROJECT": str(cfg.root), **(env or {})})
         out = run.run(timeout, keep_output=True)
-        ids = json.loads(listing.read_text(encoding="utf-8")) if listing.is_file() else []
+        listed = json.loads(listing.read_text(encoding="utf-8")) if listing.is_file() else {}
+    ids = listed.get("ids", [])
+    if imports is not None:
+        imports.extend(listed.get("imports", []))
     if out.timed_out:
         raise AuditError(f"collecting tests in {cfg.root} took more than {timeout:.0f}s")
     if out.returncode == 5:

@@ -6,7 +6,8 @@ environment that writes nothing into the project, streams the rows the ml_audit 
 and ends it the same way every time: a per-test timeout or a stall kills the whole group (SIGTERM,
 then SIGKILL after a grace second), and a test that hung or took the interpreter down comes back
 as an *unfinished* record, so the caller can turn it into a row instead of losing the run.
-Later executors (a fork server, a cluster) plug in behind this module.
+With *forks* (an :class:`audit.forkserver.ForkServer`) the same command is forked from a zygote
+that has already imported pytest and torch, when one has its hash seed; everything else is the same.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class RunOutcome:
     stalled: bool = False              # no record for too long outside any test
     interrupted: bool = False          # stopped from outside (Ctrl-C)
     startup: float | None = None       # seconds until the plugin said it was ready
+    forked: bool = False               # forked from a zygote instead of a fresh interpreter
     unfinished: dict | None = None     # the test that hung or crashed: nodeid, round, attempt, outcome, digest, duration
 
     @property
@@ -155,7 +157,8 @@ class PytestRun:
 
     def __init__(self, cfg, *, options=(), targets=None, env: dict[str, str] | None = None, plugins=(),
                  plugins_off=(), rows_file: Path | None = None, cwd: str | os.PathLike | None = None,
-                 log: Path | None = None, python: str | None = None, verbatim: list[str] | None = None):
+                 log: Path | None = None, python: str | None = None, verbatim: list[str] | None = None,
+                 forks=None):
         self.cfg = cfg
         self.options = list(options)
         self.targets = list(cfg.test_paths) if targets is None else list(targets)
@@ -167,6 +170,7 @@ class PytestRun:
         self.log = log
         self.python = python or sys.executable
         self.verbatim = verbatim
+        self.forks = forks
 
     def command(self) -> list[str]:
         if self.verbatim is not None:
@@ -178,18 +182,22 @@ class PytestRun:
 
     def run(self, timeout: float | None = None, *, test_timeout: float | None = None, stall: float | None = None,
             stop: threading.Event | None = None, procs: dict | None = None, key=None,
-            keep_output: bool = False) -> RunOutcome:
+            keep_output: bool = False, ready_within: float | None = None) -> RunOutcome:
         """Run to the end, or until *timeout* (the whole run), *test_timeout* (one test, from the
-        plugin's start records), *stall* (no record outside a test) or *stop* is set. *procs*
-        holds the live process under *key* meanwhile, for a pool that must kill it from outside."""
+        plugin's start records), *stall* (no record outside a test), *ready_within* (a forked run
+        whose plugin has not said it is ready) or *stop* is set. *procs* holds the live process
+        under *key* meanwhile, for a pool that must kill it from outside."""
         if self.rows_file is not None:
             self.rows_file.unlink(missing_ok=True)
         log = self.log or Path(tempfile.mkstemp(prefix="ml-audit-pytest-", suffix=".log")[1])
         started = time.monotonic()
-        proc = run_process(self.command(), cwd=self.cwd, env=self.env, log=log)
+        proc = self.forks.spawn(self.command(), self.cwd, child_env(self.env), log) if self.forks else None
+        forked = proc is not None
+        if proc is None:
+            proc = run_process(self.command(), cwd=self.cwd, env=self.env, log=log)
         if procs is not None:
             procs[key] = proc
-        out = RunOutcome(returncode=None, output="", seconds=0.0)
+        out = RunOutcome(returncode=None, output="", seconds=0.0, forked=forked)
         running, running_since, last_news, offset = None, started, started, 0
         try:
             while True:
@@ -224,6 +232,10 @@ class PytestRun:
                     out.unfinished = _unfinished(running, "timeout",
                                                  f"timeout: still running after {test_timeout:.0f}s", test_timeout)
                     running = None
+                    break
+                if forked and ready_within is not None and out.startup is None and now - started > ready_within:
+                    out.stalled = True   # a forked child that never reached its tests
+                    out.events.append({"event": "stalled", "seconds": round(now - started, 1)})
                     break
                 if running is None and stall is not None and now - last_news > stall:
                     out.stalled = True   # stuck outside any test: collection, a session fixture, exit

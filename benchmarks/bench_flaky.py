@@ -1,10 +1,15 @@
-"""audit flaky against (a) a plain loop of ``python -m pytest`` processes and (b) pytest-flakefinder.
+"""audit flaky (forked and fresh interpreters) against a plain ``python -m pytest`` loop and pytest-flakefinder.
 
-All three run on sample_project for the same wall-clock budget, both cores busy, each test
+All four run on sample_project for the same wall-clock budget, both cores busy, each test
 execution recorded by ml-audit's plugin (``--audit-rows``), so the measures are the same:
 
 * test executions per second;
-* time until every planted flaky test of expected.toml has shown both outcomes.
+* time until every planted flaky test of expected.toml has shown both outcomes;
+* and, measured apart, a unit's start-up (launch to its first test) forked from a zygote and in a
+  fresh interpreter, in milliseconds.
+
+audit flaky runs detection only (``attribute=False``), once with its fork server (the default)
+and once with ``fork_server=False``.
 
 (a) runs the whole suite in fresh interpreters, two at a time, with the same settings audit
 flaky varies (fresh seeds, hash seed, 1/2 threads, determinism on/off, file/reversed order).
@@ -80,15 +85,44 @@ def env_for(extra: dict) -> dict:
     return env
 
 
-def run_audit(project: Path, budget: float, state: Path) -> dict:
+def run_audit(project: Path, budget: float, state: Path, fork_server: bool = True) -> dict:
     from audit.api import flaky
 
     os.environ["ML_AUDIT_STATE"] = str(state)
     t0 = time.time()
-    result = flaky(project, budget=budget, seed=12345)
+    result = flaky(project, budget=budget, seed=12345, attribute=False, record=False, fork_server=fork_server)
     wall = time.time() - t0
     rows = read_rows(next(state.rglob("rows.jsonl")))
-    return {"rows": rows, "wall": wall, "t0": t0}
+    return {"rows": rows, "wall": wall, "t0": t0, "fork_server": result.settings.get("fork_server")}
+
+
+def startup_ms(project: Path, work: Path, units: int = 3) -> dict:
+    """Median milliseconds from launch to the first test of one unit, forked and fresh."""
+    import statistics
+
+    from audit.config import load_config
+    from audit.flaky.runner import Unit, run_unit
+    from audit.forkserver import ForkServer
+
+    cfg = load_config(project)
+    imports: list[str] = []
+    from audit.project import collect
+
+    tests = collect(cfg, imports=imports)
+    server = ForkServer(work / "zygotes", seed=1)
+    times: dict[str, list[float]] = {"forked": [], "fresh": []}
+    try:
+        server.start(imports, seed=1)
+        hashseed = server.hashseed()
+        run_unit(cfg, Unit(id=0, tests=tests[:1], hashseed=hashseed), 60.0, work / "warm", forks=server)
+        for i in range(units):
+            unit = Unit(id=i + 1, tests=tests[:1], hashseed=hashseed)
+            for kind, forks in (("forked", server), ("fresh", None)):
+                res = run_unit(cfg, unit, 60.0, work / f"{kind}-{i}", forks=forks)
+                times[kind].append(res.startup)
+    finally:
+        server.close()
+    return {k: round(1000 * statistics.median(v), 1) for k, v in times.items()}
 
 
 def run_loop(project: Path, budget: float, work: Path, collected: list[str]) -> dict:
@@ -165,7 +199,10 @@ def main(argv=None) -> int:
 
     collected = collect(load_config(project))
     results = {}
+    print("measuring unit start-up, forked and fresh ...", flush=True)
+    startup = startup_ms(project, work)
     for name, fn in (("audit flaky", lambda: run_audit(project, args.budget, work / "state")),
+                     ("audit flaky, fresh", lambda: run_audit(project, args.budget, work / "state-fresh", False)),
                      ("plain pytest loop", lambda: run_loop(project, args.budget, work, collected)),
                      ("pytest-flakefinder", lambda: run_flakefinder(project, args.budget, work))):
         print(f"running {name} for {args.budget:.0f}s ...", flush=True)
@@ -173,14 +210,15 @@ def main(argv=None) -> int:
         found_s, found = time_to_find(out["rows"], targets, out["t0"])
         results[name] = {"executions": len(out["rows"]), "wall": out["wall"],
                          "executions_per_s": len(out["rows"]) / out["wall"],
-                         "time_to_find_all": found_s, "found": found, "planted": len(targets)}
+                         "time_to_find_all": found_s, "found": found, "planted": len(targets),
+                         **({"fork_server": out["fork_server"]} if out.get("fork_server") else {})}
     base = results["audit flaky"]
     print(f"\n{'contender':<20} {'executions':>10} {'exec/s':>8} {'found':>7} {'all found at':>13}")
     for name, r in results.items():
         at = f"{r['time_to_find_all']:.1f}s" if r["time_to_find_all"] is not None else "never"
         print(f"{name:<20} {r['executions']:>10} {r['executions_per_s']:>8.1f} "
               f"{r['found']:>3}/{r['planted']:<3} {at:>13}")
-    for name in ("plain pytest loop", "pytest-flakefinder"):
+    for name in ("audit flaky, fresh", "plain pytest loop", "pytest-flakefinder"):
         r = results[name]
         speed = base["executions_per_s"] / r["executions_per_s"] if r["executions_per_s"] else float("inf")
         line = f"audit flaky vs {name}: {speed:.1f}x executions per second"
@@ -189,8 +227,12 @@ def main(argv=None) -> int:
         elif base["time_to_find_all"]:
             line += f"; {name} found only {r['found']}/{r['planted']} in {args.budget:.0f}s"
         print(line)
+    print(f"unit start-up (median of 3): forked {startup['forked']:.0f} ms, fresh {startup['fresh']:.0f} ms "
+          f"({startup['forked'] / startup['fresh']:.0%} of fresh)")
+    print(f"machine load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"contenders": results, "startup_ms": startup,
+                                               "load_average": os.getloadavg()}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -51,6 +51,9 @@ def add_arguments(parser):
                         help="vary PYTHONHASHSEED between interpreters (default on)")
     parser.add_argument("--determinism", action=argparse.BooleanOptionalAction, default=None,
                         help="toggle torch.use_deterministic_algorithms (default on)")
+    parser.add_argument("--fork-server", action=argparse.BooleanOptionalAction, default=None,
+                        help="fork new interpreters from zygotes that have imported pytest and torch "
+                             "(default on where the platform allows; --no-fork-server: start each fresh)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the last audit of this project after Ctrl-C; --budget counts the "
                              "time already spent, so raise it (or --runs) to go further after a full run")
@@ -98,6 +101,7 @@ def run(args) -> int:
                            budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,
                            seed=args.seed, rng=args.rng, threads=args.threads, orders=orders,
                            hashseed=args.hashseed, determinism=args.determinism, attribute=args.attribute,
+                           fork_server=args.fork_server,
                            attribute_share=args.attribute_share, attribute_budget=args.attribute_budget,
                            executor=args.executor, address=args.address)
     for note in result.deprecations:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from audit import executor as executors
+from audit import forkserver
 from audit.errors import AuditError
 from audit.job import ExecutorLost, Job
 from audit.flaky import repro as repro_mod
@@ -40,7 +41,7 @@ class _Audit:
     """One run of the engine: the scheduler between the planner, the pool and the repros."""
 
     def __init__(self, cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
-                 handover: float | None = None, t0: float | None = None):
+                 handover: float | None = None, t0: float | None = None, forks=None):
         self.t0 = time.monotonic() if t0 is None else t0   # the budget counts collection too
         # seconds after which detection stops once it has found a flaky test (attribution's share
         # of the budget follows); None: detection may spend the whole budget
@@ -70,13 +71,20 @@ class _Audit:
             self.tests = meta["tests"]
             seed = meta["master_seed"]
             self.spent_before = meta.get("seconds", 0.0)
+            imports, collect_seconds = meta.get("imports", []), meta.get("collect_seconds", 0.0)
         else:
-            self.tests = collect(cfg)
+            imports, started = [], time.monotonic()
+            self.tests = collect(cfg, imports=imports)
+            collect_seconds = time.monotonic() - started
             seed = cfg.flaky.seed or secrets.randbelow(2 ** 31 - 1) + 1
             self.state = RunState.new(base, {"root": str(cfg.root), "tests": self.tests, "master_seed": seed,
-                                             "seconds": 0.0, "next_unit": 0, "repros": {}})
+                                             "seconds": 0.0, "next_unit": 0, "repros": {}, "imports": imports,
+                                             "collect_seconds": round(collect_seconds, 2)})
             old_rows, old_units = [], {}
         self.master_seed = seed
+        self.forks = forks
+        if forks is not None:
+            forks.start(imports, collect_seconds, seed=f"{seed}:{self.state.meta.get('next_unit', 0)}")
         known = {n: d for n, d in (durations or {}).items() if n in set(self.tests)}
         self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs, budget=float(cfg.flaky.budget),
                                durations=known)
@@ -108,6 +116,10 @@ class _Audit:
         self.deadline = self.t0 + max(0.0, budget - self.spent_before)
         self.executor = executors.make(self.cfg, self.workdir, self.flaky_cfg.workers or os.cpu_count() or 1)
         workers = self.workers = self.executor.slots
+        if self.executor.name != "local":
+            self.forks = None
+        if self.forks is not None:
+            self.planner.hashseeds = self.forks.hashseed
         for nodeid in self._flaky_without_repro():
             self._queue_repro(nodeid)
         interrupted = False
@@ -127,7 +139,8 @@ class _Audit:
                         if not cands:
                             self.repro_queue.pop(i)
                         self.repro_running.add(nodeid)
-                        return Job("repro", nodeid, cand, verify_repro, (self.cfg, cand, self._repro_timeout()))
+                        return Job("repro", nodeid, cand, verify_repro,
+                                   (self.cfg, cand, self._repro_timeout(), self.forks))
             reserve = self.planner.startup + 1.0
             unit = self.planner.next_unit(self._detection_end() - time.monotonic() - reserve, workers,
                                           running=list(self.running.values()))
@@ -141,8 +154,8 @@ class _Audit:
             self.units[unit.id] = json.loads(unit.to_json())
             self.running[unit.id] = unit
             cpus, gpus = unit_resources(unit)
-            return Job("unit", unit.id, unit, unit_job, (self.cfg, unit, self.planner.timeout_for(unit, timeout)),
-                       cpus=cpus, gpus=gpus)
+            return Job("unit", unit.id, unit, unit_job,
+                       (self.cfg, unit, self.planner.timeout_for(unit, timeout), self.forks), cpus=cpus, gpus=gpus)
 
         def on_result(job, value):
             if job.kind == "unit":
@@ -279,6 +292,8 @@ class _Audit:
                          "workers": self.workers, "executor": self.executor.name,
                          "rescheduled": self.state.meta.get("rescheduled", 0),
                          "gpu_models": list(self.executor.gpu_models),
+                         "fork_server": (self.forks.describe() if self.forks is not None
+                                         else {"used": False, "fallback": fork_server_off(self.cfg)}),
                          **({"executor_error": self.lost} if self.lost else {}),
                          "pytest_args": list(self.cfg.pytest_args),
                          "test_paths": list(self.cfg.test_paths)})
@@ -309,16 +324,18 @@ def unit_resources(unit: Unit) -> tuple[int, int]:
     return (1 << 16 if unit.exclusive else cpus), (1 if unit.cuda else 0)
 
 
-def unit_job(cfg, unit: Unit, timeout: float, *, where: Path, workdir: Path, stop=None, procs=None):
-    """A unit as an executor's job: run it in the project copy *where*."""
-    return run_unit(cfg.rooted(where), unit, timeout, workdir, stop, procs, cwd=where)
+def unit_job(cfg, unit: Unit, timeout: float, forks=None, *, where: Path, workdir: Path, stop=None, procs=None):
+    """A unit as an executor's job: run it in the project copy *where* (forked from *forks*'
+    zygotes where one has its hash seed)."""
+    return run_unit(cfg.rooted(where), unit, timeout, workdir, stop, procs, cwd=where, forks=forks)
 
 
-def verify_repro(cfg, cand: repro_mod.Repro, timeout: float, *, where: Path, workdir: Path, stop=None,
+def verify_repro(cfg, cand: repro_mod.Repro, timeout: float, forks=None, *, where: Path, workdir: Path, stop=None,
                  procs=None) -> bool:
-    """Run the repro command as a user would (in the project copy *where*); True when the test failed again."""
+    """Run the repro command as a user would (in the project copy *where*, forked from *forks*'
+    zygote with its hash seed where one is alive); True when the test failed again."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return bool(repro_mod.failed(cfg.rooted(where), cand, workdir, cwd=where, timeout=timeout))
+    return bool(repro_mod.failed(cfg.rooted(where), cand, workdir, cwd=where, timeout=timeout, forks=forks))
 
 
 def state_dir(root: Path) -> Path:
@@ -343,15 +360,40 @@ def session(cfg):
             cfg.run_dir, cfg.run_dirs = cfg.root, [cfg.root]
 
 
+def fork_server_off(cfg) -> str | None:
+    """Why *cfg*'s audit starts every unit fresh instead of forking it (None: it may fork)."""
+    if not cfg.flaky.fork_server:
+        return "turned off ([tool.audit.flaky] fork_server = false or --no-fork-server)"
+    if cfg.executor != "local":
+        return f"units run on the {cfg.executor} executor"
+    if not forkserver.supported():
+        return "this platform cannot fork an interpreter safely"
+    return None
+
+
+@contextmanager
+def fork_server(cfg):
+    """The :class:`audit.forkserver.ForkServer` of an audit of *cfg* (None where it may not fork);
+    its zygotes start once the suite has been collected, and are gone after the block."""
+    if fork_server_off(cfg) is not None:
+        yield None
+        return
+    server = forkserver.ForkServer(state_dir(cfg.root) / "zygotes", vary_hashseed=cfg.flaky.hashseed)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def run_flaky(cfg, progress=None, resume: bool = False, durations: dict | None = None, on_plan=None,
-              handover: float | None = None, t0: float | None = None) -> FlakyResult:
+              handover: float | None = None, t0: float | None = None, forks=None) -> FlakyResult:
     """Audit *cfg*'s suite for flaky tests; see the module docstring. Call it inside :func:`session`.
 
     *durations* (node id -> seconds, e.g. from the history store) spare the survey; *on_plan*
     gets the plan (what the budget can and cannot prove) once every test's duration is known.
     With *handover* (seconds of the budget) detection stops there once a test is flaky, leaving
     the rest to attribution (with none flaky it may spend the whole budget); *t0* is when the
-    budget started.
+    budget started. *forks* (from :func:`fork_server`) forks units instead of starting them fresh.
     """
     return _Audit(cfg, progress=progress, resume=resume, durations=durations, on_plan=on_plan,
-                  handover=handover, t0=t0).run()
+                  handover=handover, t0=t0, forks=forks).run()

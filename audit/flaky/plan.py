@@ -37,6 +37,10 @@ ORDERS = ("file", "reversed", "shuffle")
 # rate 5% is missed with chance 2e-7; 100 interpreters bound a hash-seed/order flake below 3%.
 EXEC_TARGET = 300
 UNIT_TARGET = 100
+# distinct hash seeds a test must have run under (when they vary): with a fork server a new
+# interpreter is cheap but a new hash seed still costs a zygote's start (audit.forkserver); 30
+# seeds miss a hash-seed flake of rate 10% with chance 4%, one of rate 50% with chance 2e-9
+HASHSEED_TARGET = 30
 MAX_ROUNDS = 60
 MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first round
 # in-process repetition per unit, relative to its start-up: more finds rare RNG flakes sooner,
@@ -131,6 +135,7 @@ class Tally:
     passes: int = 0
     skips: int = 0
     units: set = field(default_factory=set)
+    hashseeds: set = field(default_factory=set)
     drawing_runs: int = 0   # executions that consumed a global RNG (or used a fixture that did)
     signatures: set = field(default_factory=set)
     faults: int = 0         # hung or crashed executions
@@ -160,6 +165,7 @@ class Planner:
         self.runs = runs
         self.exec_target = runs or exec_target
         self.unit_target = runs if runs else unit_target
+        self.hashseed_target = min(runs, HASHSEED_TARGET) if runs else min(unit_target, HASHSEED_TARGET)
         self.tally = {t: Tally() for t in self.tests}
         self.next_id = 0
         self.startup = 3.0          # seconds to start an interpreter and collect; learnt
@@ -174,6 +180,9 @@ class Planner:
         self.survey_tries: dict[str, int] = {}
         self.turn = 0
         self.heavy_due = False
+        # where hash seeds come from when they vary: a fork server's live zygotes (see
+        # audit.forkserver), so that a new interpreter costs a fork; None: drawn here
+        self.hashseeds = None
 
     # ---- learning from results --------------------------------------------------------
     def record(self, rows: list[dict], unit_seconds: float | None = None,
@@ -196,6 +205,8 @@ class Planner:
             if row.get("peak_rss_mb") is not None:
                 self.peak_mb[row["nodeid"]] = max(self.peak_mb.get(row["nodeid"], 0.0), row["peak_rss_mb"])
             t.units.add(row["unit"])
+            if row.get("hashseed") is not None:
+                t.hashseeds.add(row["hashseed"])
             spent += row.get("duration", 0.0)
             prev = self.test_seconds.get(row["nodeid"])
             d = row.get("duration", 0.0)
@@ -230,6 +241,8 @@ class Planner:
             return len(t.units) >= 1
         if t.faults:
             return t.lone_units >= QUARANTINE_UNITS or t.executions >= self.exec_target
+        if self.hashseeds is not None and self.axes.hashseed and len(t.hashseeds) < self.hashseed_target:
+            return False   # with forked units the hash seed is the one costly axis: counted apart
         if self.runs:
             return t.executions >= self.runs
         enough_units = len(t.units) >= self.unit_target
@@ -376,9 +389,13 @@ class Planner:
             random.Random(shuffle_seed).shuffle(ordered)
             order = f"shuffle:{shuffle_seed}"
         threads = axes.threads
+        hashseed = str(rand.randrange(2 ** 32)) if axes.hashseed else "0"
+        if axes.hashseed and self.hashseeds is not None:
+            short = [self.tally[n].hashseeds for n in tests if len(self.tally[n].hashseeds) < self.hashseed_target]
+            hashseed = self.hashseeds(set.intersection(*short) if short else set()) or hashseed
         return Unit(
             id=k, tests=ordered, order=order,
-            hashseed=str(rand.randrange(2 ** 32)) if axes.hashseed else "0",
+            hashseed=hashseed,
             deterministic=("on" if k % 2 else "off") if axes.determinism else None,
             seeds={f: ("fresh" if f in axes.rng else 0) for f in FAMILIES},
             seed_base=rand.randrange(2 ** 32),
@@ -441,5 +458,6 @@ class Planner:
         bound = upper_bound_no_failures(t.executions)
         if t.failures == t.executions:
             return f"failed {t.failures}/{t.executions} in {len(t.units)} interpreters"
-        return (f"0 failures in {t.executions} executions over {len(t.units)} interpreters: "
+        seeds = f" ({len(t.hashseeds)} hash seeds)" if self.axes.hashseed and len(t.hashseeds) < len(t.units) else ""
+        return (f"0 failures in {t.executions} executions over {len(t.units)} interpreters{seeds}: "
                 f"rate < {bound:.1%} (95%)")

@@ -35,6 +35,7 @@ from audit.flaky.children import Children
 from audit.flaky.sources import FAMILIES
 
 _SCOPED = ("class", "module", "package", "session")
+PROJECT_VAR = "ML_AUDIT_PROJECT"   # the user's tree, when a collection runs in a mirror of it
 
 
 def pytest_addoption(parser):
@@ -96,14 +97,19 @@ class Quarantine:
 
 
 class CollectedIds:
-    """Writes the node ids pytest collected, exactly (a ``-q`` listing cannot carry every id)."""
+    """Writes the node ids pytest collected, exactly (a ``-q`` listing cannot carry every id), and
+    the modules collection imported from outside the project (what a fork server's zygote preloads)."""
 
     def __init__(self, path: str):
         self.path = path
 
     def pytest_collection_finish(self, session):
+        from audit.zygote import imported_modules
+
         with open(self.path, "w", encoding="utf-8") as f:
-            json.dump([item.nodeid for item in session.items], f)
+            json.dump({"ids": [item.nodeid for item in session.items],
+                       "imports": imported_modules([session.config.rootpath, os.getcwd(),
+                                                    *os.environ.get(PROJECT_VAR, "").split(os.pathsep)])}, f)
 
 
 def derive_seed(base: int, *key) -> int:

@@ -128,16 +128,17 @@ def minimal(nodeid: str, failing: dict, passing: dict, pytest_args: list[str],
     return repro, counter
 
 
-def failed(cfg, repro: Repro, workdir: Path, *, cwd=None, timeout: float = 120.0) -> bool | None:
+def failed(cfg, repro: Repro, workdir: Path, *, cwd=None, timeout: float = 120.0, forks=None) -> bool | None:
     """Run *repro* as a user would (its rows recorded beside it); True when the test failed,
-    False when it passed, None when it did not run (crashed before, not collected)."""
+    False when it passed, None when it did not run (crashed before, not collected). With *forks*
+    the same command line and environment run forked from a zygote with its hash seed."""
     from audit.pytest_run import PytestRun
 
     key = hashlib.sha1(f"{repro.command()}:{id(repro)}:{workdir}".encode()).hexdigest()[:12]
     rows_file = Path(workdir) / f"repro-{key}.jsonl"
     extra = [] if "--audit-enable" in repro.args else ["--audit-enable"]
     run = PytestRun(cfg, verbatim=[*repro.args, *extra, f"--audit-rows={rows_file}", "-q"], env=repro.env,
-                    rows_file=rows_file, cwd=cwd)
+                    rows_file=rows_file, cwd=cwd, forks=forks)
     out = run.run(timeout)
     mine = [r for r in out.rows if r["nodeid"] == repro.nodeid]
     return mine[0]["klass"] == "fail" if mine else None

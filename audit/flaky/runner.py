@@ -85,9 +85,12 @@ class UnitResult:
 
 
 def run_unit(cfg, unit: Unit, timeout: float, workdir: Path, stop: threading.Event | None = None,
-             procs: dict | None = None, cwd: Path | None = None) -> UnitResult:
-    """Run *unit* in a fresh interpreter (in *cwd*, default ``cfg.run_dir``) and return its rows
-    (never raises for a test's fault)."""
+             procs: dict | None = None, cwd: Path | None = None, forks=None) -> UnitResult:
+    """Run *unit* in a fresh interpreter, or forked from one of *forks*' zygotes (in *cwd*,
+    default ``cfg.run_dir``), and return its rows (never raises for a test's fault).
+
+    A forked child that fails before its first test is run again fresh; when the fresh one gets
+    further, the fork server is turned off for the rest of the audit."""
     workdir.mkdir(parents=True, exist_ok=True)
     unit_file = workdir / f"unit-{unit.id}.json"
     unit_file.write_text(unit.to_json())
@@ -98,8 +101,19 @@ def run_unit(cfg, unit: Unit, timeout: float, workdir: Path, stop: threading.Eve
     run = PytestRun(cfg, options=["-q", "--maxfail=0", "--audit-enable", f"--audit-unit={unit_file}",
                                   f"--audit-rows={rows_file}"],
                     targets=targets, env=unit.env(), plugins_off=unit.plugins_off,
-                    rows_file=rows_file, log=workdir / f"log-{unit.id}.txt", cwd=cwd)
-    out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
+                    rows_file=rows_file, log=workdir / f"log-{unit.id}.txt", cwd=cwd, forks=forks)
+    limit = forks.ready_limit() if forks is not None else None
+    out = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id,
+                  ready_within=limit)
+    if out.forked and out.startup is None and not out.interrupted:
+        run.forks = None
+        fresh = run.run(test_timeout=timeout, stall=timeout + STALL_GRACE, stop=stop, procs=procs, key=unit.id)
+        if fresh.startup is not None:
+            how = "hung" if out.stalled else (f"exited with {out.returncode}" if out.returncode is not None else "failed")
+            forks.disable(f"a forked child {how} before its first test where a fresh interpreter did not")
+        out = fresh
+    elif forks is not None and out.startup is not None:
+        (forks.child_startups if out.forked else forks.fresh_startups).append(out.startup)
     rows = [{**rec, "unit": unit.id, "hashseed": unit.hashseed, "order": unit.order, "alone": unit.exclusive}
             for rec in out.rows]
     if out.unfinished is not None:

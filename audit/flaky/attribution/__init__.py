@@ -47,8 +47,9 @@ class Attribution(dict):
 
 
 def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None, workers: int | None = None,
-              seed: int | None = None) -> Attribution:
-    """Causes per flaky test of a finished ``audit flaky`` run.
+              seed: int | None = None, forks=None) -> Attribution:
+    """Causes per flaky test of a finished ``audit flaky`` run (its units forked from *forks*'
+    zygotes, an :class:`audit.forkserver.ForkServer`, where one has the hash seed).
 
     Spends at most about *budget_seconds*; a test the budget leaves unexplained gets an
     ``unknown`` cause saying what was tried, and a winner it could not confirm a ``suspected``
@@ -66,7 +67,7 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
         return Attribution(rng_graph=callgraph.to_json(callgraph.build_graph([])), seconds=time.monotonic() - started)
     seed = int(result.settings.get("master_seed") or 0) if seed is None else seed
     lab = Lab(cfg, workers or cfg.flaky.workers or os.cpu_count() or 1, started + budget_seconds, seed, progress,
-              plugins_off=unused_plugins(cfg.root, everything))
+              plugins_off=unused_plugins(cfg.root, everything), forks=forks)
     cases = {n: _case(t) for t in result.flaky for n in [t.nodeid]}
 
     # the hygiene list needs only the tests that draw (or were never measured) besides the flaky ones

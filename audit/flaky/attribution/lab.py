@@ -25,7 +25,7 @@ PIN_HASHSEEDS = ("1", "2", "3", "4")
 class Lab:
     """Runs units in parallel and keeps the clock and the counters."""
 
-    def __init__(self, cfg, workers: int, deadline: float, seed: int, progress=None, plugins_off=()):
+    def __init__(self, cfg, workers: int, deadline: float, seed: int, progress=None, plugins_off=(), forks=None):
         self.cfg = cfg
         self.workers = workers
         self.deadline = deadline
@@ -42,6 +42,7 @@ class Lab:
         self.default_threads = axes.default_threads
         self.threads = axes.threads if len(axes.threads) > 1 else sorted({1, 2, axes.default_threads})
         self.plugins_off = list(plugins_off)
+        self.forks = forks
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -79,7 +80,8 @@ class Lab:
                 return None
             i, job = queue.pop(0)
             if isinstance(job, Unit):
-                return _Job(i, lambda: run_unit(self.cfg, job, self.timeout, self.workdir, pool.stop, pool.procs))
+                return _Job(i, lambda: run_unit(self.cfg, job, self.timeout, self.workdir, pool.stop, pool.procs,
+                                                forks=self.forks))
             return _Job(i, job)
 
         def on_result(job, value):

@@ -82,5 +82,6 @@ def _runner(lab: Lab, command: repro_mod.Repro):
         if lab.left() <= 0:
             return None
         lab.interpreters += 1
-        return repro_mod.failed(lab.cfg, command, lab.workdir, timeout=max(5.0, min(lab.timeout * 2, lab.left())))
+        return repro_mod.failed(lab.cfg, command, lab.workdir, timeout=max(5.0, min(lab.timeout * 2, lab.left())),
+                                forks=lab.forks)
     return run
