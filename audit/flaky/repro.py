@@ -13,13 +13,15 @@ as a user would and says whether the test failed.
 
 from __future__ import annotations
 
+import itertools
+import os
 import shlex
 from dataclasses import dataclass, field
-
-import hashlib
 from pathlib import Path
 
 from audit.flaky.sources import FAMILIES
+
+_RUN_NUMBERS = itertools.count()
 
 
 @dataclass
@@ -134,11 +136,11 @@ def failed(cfg, repro: Repro, workdir: Path, *, cwd=None, timeout: float = 120.0
     the same command line and environment run forked from a zygote with its hash seed."""
     from audit.pytest_run import PytestRun
 
-    key = hashlib.sha1(f"{repro.command()}:{id(repro)}:{workdir}".encode()).hexdigest()[:12]
-    rows_file = Path(workdir) / f"repro-{key}.jsonl"
+    rows_file = Path(workdir) / f"repro-{os.getpid()}-{next(_RUN_NUMBERS)}.jsonl"   # one per run, even of one repro
     extra = [] if "--audit-enable" in repro.args else ["--audit-enable"]
     run = PytestRun(cfg, verbatim=[*repro.args, *extra, f"--audit-rows={rows_file}", "-q"], env=repro.env,
                     rows_file=rows_file, cwd=cwd, forks=forks)
     out = run.run(timeout)
+    rows_file.unlink(missing_ok=True)
     mine = [r for r in out.rows if r["nodeid"] == repro.nodeid]
     return mine[0]["klass"] == "fail" if mine else None

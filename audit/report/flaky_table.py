@@ -143,6 +143,16 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         f"{settings['hashseed']}; threads {settings['threads']}; orders {','.join(settings['orders'])}; "
         f"determinism {settings['determinism']}; CUDA {settings['cuda']}; plan seed "
         f"{settings['master_seed']}", highlight=False)
+    forks = settings.get("fork_server") or {}
+    if forks.get("used"):
+        console.print(f"interpreters: {forks['forked_units']} forked from zygotes that had imported pytest and "
+                      f"torch, {forks['fresh_units']} started fresh; {forks['hashseeds']} hash seeds",
+                      highlight=False, soft_wrap=True)
+    for note in forks.get("notes") or ():
+        console.print(f"[yellow]fork server[/]: {escape(note)}", highlight=False, soft_wrap=True)
+    if forks.get("fallback") and (forks.get("used") or "turned off" not in forks["fallback"]):
+        console.print(f"[yellow]fork server[/]: fresh interpreters from then on: {escape(forks['fallback'])}",
+                      highlight=False, soft_wrap=True)
     if result.flaky and not any(t.causes for t in result.tests) and not result.interrupted:
         console.print("to find why and where each flaky test fails: audit flaky without --no-attribute",
                       highlight=False)
