@@ -83,8 +83,9 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
     tracing = ThreadPoolExecutor(1, thread_name_prefix="ml-audit-trace")
     traced = tracing.submit(trace_job)
     experiments.find_pins(lab, cases, everything)
-    experiments.in_process(lab, cases, everything)
-    experiments.interpreter_sources(lab, cases, everything)
+    arms = experiments.InterpreterArms(lab, cases, everything)
+    experiments.in_process(lab, cases, everything, arms)
+    experiments.interpreter_sources(lab, cases, everything, arms)
     for case in cases.values():
         if case.winner() == "order" and lab.room(15):
             find_polluter(lab, case)

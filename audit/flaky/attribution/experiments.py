@@ -181,47 +181,62 @@ def _tally(cases: dict[str, Case], keys: list, results: list) -> None:
                 case.done.add(source)
 
 
-def in_process(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
+def in_process(lab: Lab, cases: dict[str, Case], everything: list[str],
+               arms: InterpreterArms | None = None) -> None:
     """Release each RNG family, the thread count and determinism, in rounds inside interpreters,
-    chunk after chunk until each is decided (or its chunks are spent)."""
+    chunk after chunk until each is decided (or its chunks are spent). Tests whose in-process
+    sources are all decided and explain nothing get *arms*' next hash-seed and order batch in
+    the same wave, so the workers never wait on one long chunk."""
     wave = 0
     while lab.room(15):
         jobs, keys = _in_process_jobs(lab, cases, everything)
         if not any(k[1] not in ("confirm", "pinned") for k in keys):
             return   # nothing left to release: the confirmations wait for the shared batches
+        ready = {n for n, c in cases.items() if set(IN_PROCESS) <= c.done and not c.significant()}
+        more, more_keys = arms.jobs(ready) if arms is not None and ready else ([], [])
         wave += 1
-        _tally(cases, keys, lab.run(jobs))
+        out = lab.run(jobs + more)
+        _tally(cases, keys, out[:len(jobs)])
+        if more:
+            arms.tally(more_keys, out[len(jobs):])
         lab.progress(phase="in-process sources", wave=wave,
                      explained=sum(bool(c.significant()) for c in cases.values()))
 
 
-def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str]) -> None:
-    """Hash seed (one interpreter per value) and order (whole-suite interpreters, reversed then
-    shuffled) for the tests nothing in-process explained, in shared batches; the winners found
-    so far are confirmed in the same batches."""
-    orders_tried = 0
-    final = len(HASH_INTERPRETERS) - 1
-    batch = -1
-    while True:
-        batch += 1
-        size = min(batch, final)
-        need = {s: [c for c in cases.values() if c.pin is not None and not c.significant() and s not in c.done
-                    and (batch < final or c.released.get(s, (0, 0))[0])]
-                for s in ("hashseed", "order")}
-        confirm_jobs, confirm_keys = _confirm_jobs(lab, cases, everything)
-        if not (need["hashseed"] or need["order"] or confirm_jobs) or not lab.room(20):
-            return
-        jobs, kinds = list(confirm_jobs), [("confirm", k) for k in confirm_keys]
+class InterpreterArms:
+    """The hash-seed and order arms (one outcome per interpreter), batch after batch: their
+    units ride along with the in-process waves for the tests those already left unexplained,
+    then run on their own (:func:`interpreter_sources`)."""
+
+    def __init__(self, lab: Lab, cases: dict[str, Case], everything: list[str]):
+        self.lab, self.cases, self.everything = lab, cases, everything
+        self.batches: dict[str, int] = {}    # node id -> interpreter batches it has been in
+        self.orders_tried = 0
+
+    def jobs(self, ready=None) -> tuple[list, list]:
+        """The next batch's units for the tests still open (of *ready*, when given), with keys for
+        :meth:`tally`."""
+        final = len(HASH_INTERPRETERS) - 1
+        need: dict[str, list[Case]] = {}
+        for s in ("hashseed", "order"):
+            need[s] = [c for c in self.cases.values()
+                       if c.pin is not None and not c.significant() and s not in c.done
+                       and (ready is None or c.nodeid in ready)
+                       and (self.batches.get(c.nodeid, 0) < final or c.released.get(s, (0, 0))[0])]
+        lab, jobs, keys = self.lab, [], []
         for pin in sorted({c.pin for c in need["hashseed"]}):
-            tests = [c.nodeid for c in need["hashseed"] if c.pin == pin]
+            group = [c for c in need["hashseed"] if c.pin == pin]
+            size = min(min(self.batches.get(c.nodeid, 0) for c in group), final)
             for _ in range(HASH_INTERPRETERS[size]):
-                jobs.append(lab.unit(tests, pin=pin, rounds=1, hashseed=str(lab.rand.randrange(1, 2 ** 32))))
-                kinds.append(("hashseed", pin))
+                jobs.append(lab.unit([c.nodeid for c in group], pin=pin, rounds=1,
+                                     hashseed=str(lab.rand.randrange(1, 2 ** 32))))
+                keys.append(("hashseed", pin, group))
         for pin in sorted({c.pin for c in need["order"]}):
-            victims = {c.nodeid for c in need["order"] if c.pin == pin}
+            group = [c for c in need["order"] if c.pin == pin]
+            size = min(min(self.batches.get(c.nodeid, 0) for c in group), final)
             for k in range(ORDER_INTERPRETERS[size]):
-                ordered = list(everything)
-                if orders_tried + k == 0:
+                ordered = list(self.everything)
+                if self.orders_tried + k == 0:
                     ordered.reverse()
                     name = "reversed"
                 else:
@@ -229,22 +244,27 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                     random.Random(shuffle_seed).shuffle(ordered)
                     name = f"shuffle:{shuffle_seed}"
                 # nothing after the last victim can matter to it
-                last = max(ordered.index(v) for v in victims)
+                last = max(ordered.index(c.nodeid) for c in group)
                 jobs.append(lab.unit(ordered[: last + 1], pin=pin, rounds=1, order=name))
-                kinds.append(("order", pin))
-        orders_tried += ORDER_INTERPRETERS[size]
-        for (kind, key), res in zip(kinds, lab.run(jobs)):
+                keys.append(("order", pin, group))
+            self.orders_tried += ORDER_INTERPRETERS[size]
+        for case in {c.nodeid: c for cs in need.values() for c in cs}.values():
+            self.batches[case.nodeid] = self.batches.get(case.nodeid, 0) + 1
+        return jobs, keys
+
+    def tally(self, keys: list, results: list) -> None:
+        """One outcome per interpreter and test; then close the arms that are decided."""
+        touched: dict[str, set] = {}
+        for (kind, pin, group), res in zip(keys, results):
             check_unit(res)
-            if kind == "confirm":
-                _confirmed(*key, res)
-                continue
-            for case in need[kind]:
-                if case.pin != key:
+            for case in group:
+                if case.pin != pin:
                     continue
                 f, n = count(res, case.nodeid)
                 if not n:
                     continue
-                tally = case.released.setdefault(kind, [0, 0])   # one outcome per interpreter
+                touched.setdefault(kind, set()).add(case.nodeid)
+                tally = case.released.setdefault(kind, [0, 0])
                 tally[0] += int(f > 0)
                 tally[1] += 1
                 if kind == "hashseed" and f:
@@ -253,15 +273,37 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str])
                     before = res.unit.tests[: res.unit.tests.index(case.nodeid)]
                     if case.failing_order is None or len(before) < len(case.failing_order):
                         case.failing_order = before
-        for kind, todo in need.items():
-            most = sum(HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS)
-            most -= (HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS)[-1]
-            for case in todo:
+        for kind, nodeids in touched.items():
+            sizes = HASH_INTERPRETERS if kind == "hashseed" else ORDER_INTERPRETERS
+            most = sum(sizes) - sizes[-1]
+            for nodeid in nodeids:
+                case = self.cases[nodeid]
                 f, n = case.released.get(kind, (0, 0))
                 if ((f and case.p(kind) < SIGNIFICANT) or (f == 0 and n >= most)
                         or (f and runs_to_decide((f, n), tuple(case.base), SIGNIFICANT) is None)):
                     case.done.add(kind)
-        lab.progress(phase="hash seed and order", batch=batch + 1,
+
+
+def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str],
+                        arms: InterpreterArms | None = None) -> None:
+    """Hash seed (one interpreter per value) and order (whole-suite interpreters, reversed then
+    shuffled) for the tests nothing in-process explained, in shared batches (going on from
+    *arms*, the batches that ran beside the in-process waves); the winners found so far are
+    confirmed in the same batches."""
+    arms = arms or InterpreterArms(lab, cases, everything)
+    batch = 0
+    while True:
+        confirm_jobs, confirm_keys = _confirm_jobs(lab, cases, everything)
+        jobs, keys = arms.jobs()
+        if not (jobs or confirm_jobs) or not lab.room(20):
+            return
+        batch += 1
+        out = lab.run(confirm_jobs + jobs)
+        for (source, group), res in zip(confirm_keys, out):
+            check_unit(res)
+            _confirmed(source, group, res)
+        arms.tally(keys, out[len(confirm_jobs):])
+        lab.progress(phase="hash seed and order", batch=batch,
                      explained=sum(bool(c.significant()) for c in cases.values()))
 
 
