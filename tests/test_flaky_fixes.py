@@ -211,6 +211,21 @@ def test_a_fix_says_whether_it_helped_and_round_trips_through_json():
     assert Fix(path="p", kind="zeros", before=(3, 3), after=(2, 3)).words().startswith("did not help: 2/3")
 
 
+def test_the_table_says_how_each_patch_did_and_why_a_test_got_none():
+    from types import SimpleNamespace
+
+    from audit.report.flaky_table import fix_line
+
+    result = SimpleNamespace(fixes={"dir": "/f", "unfixed": {"t.py::noise": "no mechanical fix for this torch cause"}})
+    fixed = _verdict("t.py::loader")
+    fixed.fix = Fix(path="/f/t.diff", kind="generator", before=(3, 3), after=(0, 3), note="pass generator=...")
+    assert fix_line(fixed, result) == ("verified: 0/3 failures after the patch (3/3 before) "
+                                       "(generator: pass generator=...): /f/t.diff")
+    assert fix_line(_verdict("t.py::noise"), result) == "none: no mechanical fix for this torch cause"
+    assert fix_line(_verdict("t.py::other"), result) is None
+    assert fix_line(_verdict("t.py::other"), SimpleNamespace(fixes={})) is None
+
+
 class _tree:
     """A throwaway project holding *files* (relative path -> text)."""
 

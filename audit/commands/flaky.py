@@ -111,8 +111,7 @@ def run(args) -> int:
     for note in result.deprecations:
         console.print(f"[yellow]deprecated[/]: {escape(note)}", highlight=False, soft_wrap=True)
     flaky_table.print_result(result, console, show_all=args.all)
-    for what, path in (("JSON report", args.json), ("JUnit XML", args.junit), ("quarantine list", args.quarantine),
-                       ("patches", args.fix)):
+    for what, path in (("JSON report", args.json), ("JUnit XML", args.junit), ("quarantine list", args.quarantine)):
         if path:
             console.print(f"{what}: {escape(path)}", highlight=False)
     print_recorded(result.recorded, console)
