@@ -69,7 +69,7 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
             if fix:
                 from audit.flaky.fixes import write_fixes
 
-                write_fixes(cfg, result, {n: r["minimal"] for n, r in found.repros.items() if r.get("minimal")}, fix,
+                write_fixes(cfg, result, {n: r["minimal"] for n, r in found.repros.items() if r["verified"]}, fix,
                             forks=local, progress=attribution_progress)
         if forks is not None:
             result.settings["fork_server"] = forks.describe()

@@ -226,6 +226,23 @@ def test_the_table_says_how_each_patch_did_and_why_a_test_got_none():
     assert fix_line(_verdict("t.py::other"), SimpleNamespace(fixes={})) is None
 
 
+def test_a_patch_is_checked_against_the_minimal_repro_else_the_tests_own_verified_one():
+    from audit.flaky.fixes import _repro_for
+    from audit.flaky.repro import Repro
+
+    own = Repro("tests/t.py::v", {"PYTHONHASHSEED": "7", "OMP_NUM_THREADS": "2"},
+                ["-p", "no:randomly", "tests/t.py::p", "tests/t.py::v", "--audit-enable", "--audit-seed-torch=fresh"])
+    parsed = Repro.parse("tests/t.py::v", own.command())
+    assert (parsed.env, parsed.args, parsed.preceding) == (own.env, own.args, ["tests/t.py::p"])
+    minimal = Repro("tests/t.py::v", {}, ["tests/t.py::v", "--audit-seed-torch=3"])
+    test = _verdict("tests/t.py::v")
+    test.repro, test.repro_verified = own.command(), True
+    assert _repro_for(test, minimal) is minimal
+    assert _repro_for(test, None).args == own.args
+    test.repro_verified = False
+    assert _repro_for(test, None) is None
+
+
 class _tree:
     """A throwaway project holding *files* (relative path -> text)."""
 

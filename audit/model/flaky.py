@@ -146,6 +146,7 @@ class Fix:
     note: str = ""                     # what it does, e.g. the tolerance and why
     before: tuple[int, int] = (0, 0)   # (failures, runs) of the repro without the patch
     after: tuple[int, int] = (0, 0)    # and with it
+    repro: str = ""                    # the command run before and after
 
     @property
     def verified(self) -> bool:
@@ -160,14 +161,16 @@ class Fix:
 
     def to_json(self) -> dict:
         return {"path": self.path, "kind": self.kind, "files": list(self.files), "note": self.note,
-                "before": list(self.before), "after": list(self.after), "verified": self.verified}
+                "before": list(self.before), "after": list(self.after), "verified": self.verified,
+                "repro": self.repro}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Fix | None":
         if not data:
             return None
         return cls(path=data["path"], kind=data["kind"], files=list(data.get("files") or ()), note=data.get("note", ""),
-                   before=tuple(data.get("before") or (0, 0)), after=tuple(data.get("after") or (0, 0)))
+                   before=tuple(data.get("before") or (0, 0)), after=tuple(data.get("after") or (0, 0)),
+                   repro=data.get("repro") or "")
 
 
 SETTING_KEYS = ("seeds", "threads", "hashseed", "deterministic", "order", "round", "attempt")

@@ -2,9 +2,10 @@
 
 Each confirmed cause of a kind with a mechanical fix gets one (audit.flaky.fixes.generator,
 .zeros, .tolerance, .setenv), written as a unified diff to DIR; the user's tree is never touched.
-The patch is checked the way the cause was: its minimal repro (the failing setting alone) runs N
-times in a mirror of the project without the patch and N times in one with it, through
-:func:`audit.flaky.repro.failed`. Only a patch that made the failures vanish is ``verified``.
+The patch is checked the way the cause was: its minimal repro (the failing setting alone; the
+test's own repro where that one did not fail N/N) runs N times in a mirror of the project without
+the patch and N times in one with it, through :func:`audit.flaky.repro.failed`. Only a patch that
+made the failures vanish is ``verified``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def propose(root: Path, test: TestVerdict, cause) -> Patch | None:
 def write_fixes(cfg, result: FlakyResult, repros: dict[str, Repro], out: str | Path, *, forks=None,
                 progress=None) -> None:
     """Write DIR/<test>.diff for each flaky test of *result* whose confirmed cause has a mechanical
-    fix, verify it against its minimal repro (from *repros*), and set the test's ``fix``;
-    ``result.fixes`` says where they went, what it took, and why the others got none."""
+    fix, check it against the cause's verified minimal repro (from *repros*) or the test's own, and
+    set the test's ``fix``; ``result.fixes`` says where they went, what it took, and why the
+    others got none."""
     started = time.monotonic()
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -65,9 +67,9 @@ def write_fixes(cfg, result: FlakyResult, repros: dict[str, Repro], out: str | P
             if not patch:
                 unfixed[test.nodeid] = f"no mechanical fix for this {cause.source} cause"
                 continue
-            repro = repros.get(test.nodeid)
+            repro = _repro_for(test, repros.get(test.nodeid))
             if repro is None:
-                unfixed[test.nodeid] = "no minimal repro to verify a patch against"
+                unfixed[test.nodeid] = "no repro that fails to check a patch against"
                 continue
             if progress:
                 progress(phase="fix", nodeid=test.nodeid)
@@ -75,10 +77,19 @@ def write_fixes(cfg, result: FlakyResult, repros: dict[str, Repro], out: str | P
             write_text(path, patch.diff())
             before, after = check(cfg, patch, repro, base, forks)
             test.fix = Fix(path=str(path), kind=patch.kind, files=sorted(patch.files), note=patch.note,
-                           before=before, after=after)
+                           before=before, after=after, repro=repro.command())
     finally:
         shutil.rmtree(base, ignore_errors=True)
     result.fixes = {"dir": str(out), "seconds": round(time.monotonic() - started, 2), "unfixed": unfixed}
+
+
+def _repro_for(test: TestVerdict, minimal: Repro | None) -> Repro | None:
+    """The command a patch is checked against: the cause's verified minimal repro, else the test's
+    own verified repro (a module fixture seeded on its own key may replay only in the full
+    command), else None."""
+    if minimal is not None:
+        return minimal
+    return Repro.parse(test.nodeid, test.repro) if test.repro and test.repro_verified else None
 
 
 def check(cfg, patch: Patch, repro: Repro, base: Path, forks=None) -> tuple[tuple[int, int], tuple[int, int]]:
