@@ -87,7 +87,8 @@ def test_a_loader_helper_that_forwards_generator_is_given_one_by_the_test():
 
 def test_a_helper_without_a_generator_parameter_is_fixed_where_it_builds_the_loader():
     files = {
-        "pkg/data.py": "from torch.utils.data import DataLoader\n\ndef loader(ds):\n    return DataLoader(ds, shuffle=True)\n",
+        "pkg/data.py": ("from torch.utils.data import DataLoader\n\n"
+                        "def loader(ds):\n    return DataLoader(ds, shuffle=True)\n"),
         "tests/test_data.py": "from pkg.data import loader\n\ndef test_first(ds):\n    next(iter(loader(ds)))\n",
     }
     cause = _cause("torch", [Site("tests/test_data.py", 4, "test_first")])
@@ -186,8 +187,8 @@ def test_a_variable_set_elsewhere_gets_an_autouse_fixture_that_restores_it():
 def test_sources_without_a_mechanical_fix_get_none():
     with _tree({}) as root:
         assert propose(root, _verdict("t.py::t"), _cause("hashseed")) is None
-        assert propose(root, _verdict("t.py::t"), _cause("order", polluter="t.py::p",
-                                                          state=[StateChange("dtype", "default", "f32", "f64")])) is None
+        dtype = [StateChange("dtype", "default", "f32", "f64")]
+        assert propose(root, _verdict("t.py::t"), _cause("order", polluter="t.py::p", state=dtype)) is None
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -264,7 +265,8 @@ class _tree:
 
 # ---------------------------------------------------------------- end to end
 
-BUDGET = 60.0   # attribution stops once both causes are confirmed (about 25 s idle); the rest is room for a loaded machine
+# attribution stops once both causes are confirmed (about 25 s idle); the rest is room for a loaded machine
+BUDGET = 60.0
 
 
 def _tiny_project(root: Path) -> Path:
@@ -332,7 +334,8 @@ def test_fix_writes_verified_patches_that_apply_with_patch_p1_and_leaves_the_tre
         done = subprocess.run(["patch", "-p1", "-i", fix.path], cwd=applied, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
         assert (applied / changed).read_text() != before[root / changed]
-    assert "generator=torch.Generator().manual_seed(0)" in (tmp_path / "applied-generator" / "tests/test_loader.py").read_text()
+    seeded = (tmp_path / "applied-generator" / "tests/test_loader.py").read_text()
+    assert "generator=torch.Generator().manual_seed(0)" in seeded
     assert "out = torch.zeros(size)" in (tmp_path / "applied-zeros" / "mylib/pad.py").read_text()
     data = json.loads((tmp_path / "flaky.json").read_text())
     validate(data)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from audit.flaky.fixes.source import Patch, dotted, ensure_import, function_named, read, test_location
+from audit.flaky.fixes.source import Patch, dotted, ensure_import, function_named, test_location
 
 KIND = "setenv"
 
