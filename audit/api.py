@@ -15,6 +15,7 @@ from typing import Any, Callable
 from audit.atomic import check_writable
 from audit.executor import check as check_executor
 from audit.config import load_config
+from audit.errors import AuditError
 from audit.project import project_root
 
 
@@ -29,7 +30,8 @@ def configure(path: str | Path = ".", section: str = "", top: dict | None = None
 def flaky(path: str | Path = ".", *, progress: Callable | None = None, attribution_progress: Callable | None = None,
           on_plan: Callable | None = None, resume: bool = False, json: str | Path | None = None, record: bool = True,
           db: str | None = None, executor: str | None = None, address: str | None = None,
-          junit: str | Path | None = None, quarantine: str | Path | None = None, **settings: Any):
+          junit: str | Path | None = None, quarantine: str | Path | None = None, fix: str | Path | None = None,
+          **settings: Any):
     """Rerun the suite under varied settings and find why and where each flaky test fails, all
     within one ``budget`` (``attribute=False``: detection only).
 
@@ -38,7 +40,9 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     where the units run. Returns the :class:`audit.model.flaky.FlakyResult`; its ``recorded`` says
     where the history store put it (not for an interrupted run, which ``resume=True`` continues).
     With *json* / *junit* / *quarantine* the result is also written there (JSON report, JUnit XML,
-    quarantine list for ``--audit-quarantine``).
+    quarantine list for ``--audit-quarantine``). With *fix* (a folder), each flaky test whose
+    confirmed cause has a mechanical fix gets a unified diff there, checked against the cause's
+    minimal repro in a mirror of the project (its ``fix``); the project itself is never changed.
     """
     from audit.flaky.engine import fork_server, run_flaky, session
 
@@ -48,6 +52,10 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
     for out in (json, junit, quarantine):
         if out:
             check_writable(out)
+    if fix:
+        if not cfg.flaky.attribute:
+            raise AuditError("--fix patches the causes attribution confirms: it cannot run with --no-attribute")
+        check_writable(Path(fix) / "fix.diff")
     budget = float(cfg.flaky.budget)
     handover = budget * (1 - cfg.flaky.attribute_share) if cfg.flaky.attribute else None
     with session(cfg), fork_server(cfg) as forks:
@@ -56,7 +64,13 @@ def flaky(path: str | Path = ".", *, progress: Callable | None = None, attributi
         if cfg.flaky.attribute and result.flaky and not result.interrupted:
             spent_before = result.seconds - (time.monotonic() - started)
             left = budget - spent_before - (time.monotonic() - started) - WRAP_UP
-            _attribute(cfg, result, attribution_progress, left, forks if result.settings["executor"] == "local" else None)
+            local = forks if result.settings["executor"] == "local" else None
+            found = _attribute(cfg, result, attribution_progress, left, local)
+            if fix:
+                from audit.flaky.fixes import write_fixes
+
+                write_fixes(cfg, result, {n: r["minimal"] for n, r in found.repros.items() if r["verified"]}, fix,
+                            forks=local, progress=attribution_progress)
         if forks is not None:
             result.settings["fork_server"] = forks.describe()
     result.settings["attribute"] = bool(cfg.flaky.attribute)
@@ -86,7 +100,6 @@ def _write_flaky(result, json, junit, quarantine) -> None:
 def _last_durations(cfg, db) -> dict[str, float]:
     """Per-test mean durations of the project's last flaky run in the history store ({} if none):
     they spare the survey that would otherwise time every test first."""
-    from audit.errors import AuditError
     from audit.store import Store, store_path
 
     path = store_path(cfg, db)
@@ -115,9 +128,9 @@ def _record_flaky(cfg, result, db):
     return recorded
 
 
-def _attribute(cfg, result, progress, seconds: float, forks=None) -> None:
+def _attribute(cfg, result, progress, seconds: float, forks=None):
     """Causes, RNG call graph and hygiene list of *result*'s flaky tests, within *seconds* (units
-    forked from *forks*' zygotes where one has the hash seed)."""
+    forked from *forks*' zygotes where one has the hash seed); returns the Attribution."""
     from audit.flaky.attribution import attribute, out_of_budget
 
     if seconds < MIN_ATTRIBUTION:
@@ -138,6 +151,7 @@ def _attribute(cfg, result, progress, seconds: float, forks=None) -> None:
     result.attribution = {"seconds": round(found.seconds, 2), "executions": found.executions,
                           "interpreters": found.interpreters, "budget": round(max(0.0, seconds), 2),
                           "per_test": found.per_test}
+    return found
 
 
 # attribution needs this many seconds to find a pinned setting and release anything

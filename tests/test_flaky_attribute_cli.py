@@ -37,7 +37,7 @@ def test_one_default_run_names_the_source_site_fix_and_repro_within_the_budget(t
     assert code == 1
     data = json.loads(out.read_text())
     validate(data)
-    assert data["schema"] == "ml-audit.flaky/3" and data["settings"]["attribute"] is True
+    assert data["schema"] == "ml-audit.flaky/4" and data["settings"]["attribute"] is True
     assert data["wall_seconds"] <= 1.1 * BUDGET                       # detection and attribution together
     assert 0 < data["attribution"]["budget"] < BUDGET and data["attribution"]["seconds"] <= data["attribution"]["budget"] + 5
     tests = {t["nodeid"]: t for t in data["tests"]}

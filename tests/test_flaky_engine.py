@@ -95,7 +95,7 @@ def test_finds_flaky_tests_with_repros_that_fail_again(tmp_path):
                           text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), timeout=300)
     assert proc.returncode == 1 and "1 failed" in proc.stdout
     data = result.to_json()
-    assert data["schema"] == "ml-audit.flaky/3" and data["project"] == str(root)
+    assert data["schema"] == "ml-audit.flaky/4" and data["project"] == str(root)
     assert all(t["causes"] == [] for t in data["tests"])
     # a script calling the API records the run like the command does, and writes nothing else
     assert result.recorded.run_id == 1 and result.recorded.path == root / "reports" / "audit.sqlite"

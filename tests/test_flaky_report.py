@@ -1,4 +1,4 @@
-"""The terminal table and the ml-audit.flaky/3 JSON writer, on a hand-made result."""
+"""The terminal table and the ml-audit.flaky/4 JSON writer, on a hand-made result."""
 
 import json
 
@@ -54,7 +54,7 @@ def test_json_contract(tmp_path):
     data = json.loads(path.read_text())
     validate(data)
     assert FlakyResult.from_json(data).to_json() == data
-    assert data["schema"] == "ml-audit.flaky/3" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
+    assert data["schema"] == "ml-audit.flaky/4" and data["project"] == "/p" and data["settings"]["master_seed"] == 17
     by = {t["nodeid"]: t for t in data["tests"]}
     t = by["tests/t.py::test_flaky"]
     assert (t["verdict"], t["executions"], t["failures"], t["rate"]) == ("flaky", 2, 1, 0.5)

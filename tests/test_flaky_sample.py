@@ -80,7 +80,7 @@ def test_json_contract_and_project_untouched(audit_run):
     assert after == before
     data = result.to_json()
     validate(data)
-    assert data["schema"] == "ml-audit.flaky/3" and data["settings"]["budget"] == BUDGET
+    assert data["schema"] == "ml-audit.flaky/4" and data["settings"]["budget"] == BUDGET
     assert data["stopped"] in ("targets reached", "budget spent")
     assert data["settings"]["cuda"].startswith("not varied") or data["settings"]["cuda"].startswith("cuDNN")
     for t in data["tests"]:

@@ -36,7 +36,7 @@ def add_arguments(parser):
                         help="wall-clock seconds to spend at most (default 150)")
     parser.add_argument("--runs", type=int, metavar="N",
                         help="stop after about N executions per test (default: adaptive)")
-    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/3 JSON report to FILE")
+    parser.add_argument("--json", metavar="FILE", help="write the ml-audit.flaky/4 JSON report to FILE")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="seconds one test execution may take before it counts as hung (default 60)")
     parser.add_argument("--workers", type=int, metavar="N", help="parallel pytest sessions (default: CPU cores)")
@@ -68,6 +68,10 @@ def add_arguments(parser):
                         help="write a JUnit XML file: one testcase per test, verdict, rate and cause as properties")
     parser.add_argument("--quarantine", metavar="FILE",
                         help="write the flaky tests to FILE for pytest's --audit-quarantine option")
+    parser.add_argument("--fix", metavar="DIR",
+                        help="write a unified diff to DIR for each flaky test whose confirmed cause has a mechanical "
+                             "fix (seeded generator, zeros for empty, a tolerance, monkeypatch.setenv), each checked "
+                             "against the cause's minimal repro in a mirror of the project; your tree is not touched")
     parser.add_argument("--all", action="store_true", help="list every test in the table, not only the bad ones")
     add_executor_arguments(parser)
     add_history_arguments(parser)
@@ -96,7 +100,7 @@ def run(args) -> int:
                 bar.console.print(escape(line), highlight=False, soft_wrap=True)
 
         result = api.flaky(args.path, progress=progress, on_plan=on_plan, resume=args.resume, json=args.json,
-                           junit=args.junit, quarantine=args.quarantine, record=not args.no_record, db=args.db,
+                           junit=args.junit, quarantine=args.quarantine, fix=args.fix, record=not args.no_record, db=args.db,
                            attribution_progress=lambda phase, **_: bar.update(task, description=f"attribution: {phase}"),
                            budget=args.budget, runs=args.runs, timeout=args.timeout, workers=args.workers,
                            seed=args.seed, rng=args.rng, threads=args.threads, orders=orders,

@@ -153,7 +153,7 @@ def tolerance_for(deviation: float) -> float:
     """A tolerance that holds with margin: ten times the deviation seen, rounded up to a power of 10."""
     if not deviation or deviation <= 0 or not math.isfinite(deviation):
         return 1e-6
-    return 10.0 ** math.ceil(math.log10(deviation * 10))
+    return 10.0 ** math.ceil(math.log10(deviation * 10) - 1e-9)   # 1e-7 * 10 is a hair above 1e-6
 
 
 def _threads_hint(sites, nodeid, deviation) -> str:

@@ -37,6 +37,15 @@ class Repro:
         args = " ".join(shlex.quote(a) for a in self.args)
         return f"{env} python -m pytest {args}".strip()
 
+    @classmethod
+    def parse(cls, nodeid: str, command: str) -> "Repro":
+        """The repro a :meth:`command` line (as a result records it) stands for."""
+        words = shlex.split(command)
+        at = next(i for i in range(len(words)) if words[i:i + 3] == ["python", "-m", "pytest"])
+        args = words[at + 3:]
+        ids = [a for a in args if "::" in a and not a.startswith("-")]
+        return cls(nodeid, dict(w.split("=", 1) for w in words[:at]), args, ids[:ids.index(nodeid)] if nodeid in ids else [])
+
 
 def _options(row: dict, unit: dict, alone: bool) -> list[str]:
     opts = ["--audit-enable"]

@@ -1,6 +1,8 @@
 """The ``audit flaky`` result: one verdict per test, its failing settings and its causes.
 
-Schema ``ml-audit.flaky/3`` (``audit/schemas/flaky.schema.json``). Version 3 added the cause status
+Schema ``ml-audit.flaky/4`` (``audit/schemas/flaky.schema.json``). Version 4 added each test's
+``fix`` (the verified patch ``audit flaky --fix`` wrote; a version 3 document is a valid version 4
+one). Version 3 added the cause status
 ``undetermined`` (a leading suspect the budget ended before deciding, with ``more_runs``), so a
 version 2 reader could not read every status; it also added the optional ``attribution.budget``,
 ``attribution.per_test`` and ``settings.attribute``. Version 2 added to each cause
@@ -14,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA = "ml-audit.flaky/3"
-READABLE = ("ml-audit.flaky/1", "ml-audit.flaky/2", SCHEMA)
+SCHEMA = "ml-audit.flaky/4"
+READABLE = ("ml-audit.flaky/1", "ml-audit.flaky/2", "ml-audit.flaky/3", SCHEMA)
 
 VERDICTS = ("flaky", "pass", "fail", "skip", "error", "not run")
 EVIDENCE = ("strong", "weak")        # of a pass: whether its executions bound the failure rate
@@ -133,6 +135,44 @@ class Cause:
                    trace_error=data.get("trace_error"), more_runs=data.get("more_runs"))
 
 
+@dataclass
+class Fix:
+    """The patch ``audit flaky --fix`` wrote for a test's cause, and whether it helped: the cause's
+    minimal repro run in a mirror of the project before and after the patch."""
+
+    path: str                          # the .diff file
+    kind: str                          # generator | zeros | tolerance | setenv
+    files: list[str] = field(default_factory=list)   # project files it changes
+    note: str = ""                     # what it does, e.g. the tolerance and why
+    before: tuple[int, int] = (0, 0)   # (failures, runs) of the repro without the patch
+    after: tuple[int, int] = (0, 0)    # and with it
+    repro: str = ""                    # the command run before and after
+
+    @property
+    def verified(self) -> bool:
+        """The repro failed without the patch and never with it."""
+        return self.before[0] > 0 and self.after[1] > 0 and self.after[0] == 0
+
+    def words(self) -> str:
+        """"verified: 0/6 failures after the patch (6/6 before)" or "did not help: ..."."""
+        (bf, bn), (af, an) = self.before, self.after
+        head = "verified" if self.verified else "did not help" if bf else "not verified: the repro passed before too"
+        return f"{head}: {af}/{an} failures after the patch ({bf}/{bn} before)"
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "files": list(self.files), "note": self.note,
+                "before": list(self.before), "after": list(self.after), "verified": self.verified,
+                "repro": self.repro}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "Fix | None":
+        if not data:
+            return None
+        return cls(path=data["path"], kind=data["kind"], files=list(data.get("files") or ()), note=data.get("note", ""),
+                   before=tuple(data.get("before") or (0, 0)), after=tuple(data.get("after") or (0, 0)),
+                   repro=data.get("repro") or "")
+
+
 SETTING_KEYS = ("seeds", "threads", "hashseed", "deterministic", "order", "round", "attempt")
 
 
@@ -196,6 +236,7 @@ class TestVerdict:
     repro_runs: tuple | None = None         # (failures, runs) of the repro when attribution verified it
     counterfactual: str | None = None       # the repro with its cause pinned at a value that passed
     counterfactual_runs: tuple | None = None   # its (failures, runs)
+    fix: Fix | None = None                  # the verified patch ``--fix`` wrote for its cause
 
     @property
     def mean_duration(self) -> float:
@@ -220,6 +261,7 @@ class TestVerdict:
             "repro_runs": list(self.repro_runs) if self.repro_runs else None,
             "counterfactual": self.counterfactual,
             "counterfactual_runs": list(self.counterfactual_runs) if self.counterfactual_runs else None,
+            "fix": self.fix.to_json() if self.fix else None,
         }
 
     @classmethod
@@ -238,7 +280,8 @@ class TestVerdict:
                    writes=list(data.get("writes") or ()), timing=data.get("timing"), children=data.get("children"),
                    repro_runs=tuple(data["repro_runs"]) if data.get("repro_runs") else None,
                    counterfactual=data.get("counterfactual"),
-                   counterfactual_runs=tuple(data["counterfactual_runs"]) if data.get("counterfactual_runs") else None)
+                   counterfactual_runs=tuple(data["counterfactual_runs"]) if data.get("counterfactual_runs") else None,
+                   fix=Fix.from_json(data.get("fix")))
 
 
 @dataclass
@@ -266,6 +309,7 @@ class FlakyResult:
     error: str = ""                                    # why the executor stopped early (a lost cluster)
     wall_seconds: float = 0.0                          # detection and attribution together, this invocation
     deprecations: list[str] = field(default_factory=list)   # settings read but no longer meaningful
+    fixes: dict = field(default_factory=dict)          # --fix: dir, seconds, and why tests got no patch
 
     @property
     def flaky(self) -> list[TestVerdict]:
@@ -276,7 +320,7 @@ class FlakyResult:
                 "seconds": round(self.seconds, 2), "executions": self.executions,
                 "interpreters": self.interpreters, "stopped": self.stopped,
                 "attribution": self.attribution, "wall_seconds": round(self.wall_seconds, 2), "evidence": self.evidence, "plan": self.plan, "rng_graph": self.rng_graph, "rng_hygiene": self.rng_hygiene,
-                "tests": [t.to_json() for t in self.tests]}
+                **({"fixes": self.fixes} if self.fixes else {}), "tests": [t.to_json() for t in self.tests]}
 
     @classmethod
     def from_json(cls, data: dict) -> "FlakyResult":
@@ -288,4 +332,4 @@ class FlakyResult:
                    stopped=data.get("stopped", ""), interrupted=data.get("stopped") == "interrupted",
                    rng_graph=dict(data.get("rng_graph") or {}), rng_hygiene=list(data.get("rng_hygiene") or ()),
                    attribution=dict(data.get("attribution") or {}), evidence=dict(data.get("evidence") or {}),
-                   plan=dict(data.get("plan") or {}))
+                   plan=dict(data.get("plan") or {}), fixes=dict(data.get("fixes") or {}))

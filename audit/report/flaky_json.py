@@ -1,4 +1,4 @@
-"""``audit flaky --json FILE``: the result as schema ``ml-audit.flaky/3`` (also what the store records)."""
+"""``audit flaky --json FILE``: the result as schema ``ml-audit.flaky/4`` (also what the store records)."""
 
 from __future__ import annotations
 

@@ -100,6 +100,16 @@ def _print_causes(test, console: Console) -> None:
             console.print(f"  fix: {escape(cause.hint)}", highlight=False, soft_wrap=True)
 
 
+def fix_line(test, result) -> str | None:
+    """The ``--fix`` outcome of a test: its patch and whether it helped, or why it got none."""
+    fix = test.fix
+    if fix is not None:
+        what = f"{fix.kind}: {fix.note}" if fix.note else fix.kind
+        return f"{fix.words()} ({what}): {fix.path}"
+    reason = (result.fixes.get("unfixed") or {}).get(test.nodeid)
+    return f"none: {reason}" if reason else None
+
+
 def print_result(result, console: Console | None = None, show_all: bool = False) -> None:
     console = console or Console()
     counts = {}
@@ -124,6 +134,9 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
             if what_happened(t):
                 console.print(f"  what happened: {escape(what_happened(t))}", highlight=False, soft_wrap=True)
             _print_causes(t, console)
+            patch = fix_line(t, result)
+            if patch:
+                console.print(f"  patch: {escape(patch)}", highlight=False, soft_wrap=True)
     writers = [t for t in result.tests if t.writes]
     if writers:
         console.print("tests that write into the project (a classic source of order dependence; the audit ran "
@@ -161,6 +174,12 @@ def print_result(result, console: Console | None = None, show_all: bool = False)
         console.print(f"attribution: {att.get('executions', 0)} executions in {att.get('interpreters', 0)} "
                       f"interpreters, {att.get('seconds', 0):.0f}s of the {settings.get('budget', 0):.0f}s budget "
                       f"(its share: {att.get('budget', 0):.0f}s)", highlight=False, soft_wrap=True)
+    if result.fixes:
+        fixed = [t.fix for t in result.tests if t.fix]
+        console.print(f"patches: {len(fixed)} written to {escape(result.fixes['dir'])}, "
+                      f"{sum(f.verified for f in fixed)} verified against their repro "
+                      f"({result.fixes.get('seconds', 0):.0f}s); apply one with patch -p1 from the project root",
+                      highlight=False, soft_wrap=True)
     passes = [t for t in result.tests if t.verdict == "pass"]
     if passes:
         weakest = min(passes, key=lambda t: t.executions)

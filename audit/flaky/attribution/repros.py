@@ -43,8 +43,9 @@ def settings_for(case: Case, source: str, default_threads: int) -> tuple[list[di
 
 
 def verify(lab: Lab, cases: dict[str, Case], winners: dict[str, str], pytest_args: list[str]) -> dict[str, dict]:
-    """Node id -> {repro, repro_runs, counterfactual, counterfactual_runs, verified} for the tests
-    whose winner has a repro that fits the budget (a test left out has no entry)."""
+    """Node id -> {repro, repro_runs, counterfactual, counterfactual_runs, verified, minimal} for
+    the tests whose winner has a repro that fits the budget (a test left out has no entry);
+    ``minimal`` is the repro as a :class:`audit.flaky.repro.Repro`, to run again (``--fix``)."""
     plans = {}
     for nodeid, source in winners.items():
         fails, passing, before = settings_for(cases[nodeid], source, lab.default_threads)
@@ -73,7 +74,7 @@ def verify(lab: Lab, cases: dict[str, Case], winners: dict[str, str], pytest_arg
             verified = r == [RUNS, RUNS] and c == [0, RUNS]
             if verified or nodeid not in found:
                 found[nodeid] = {"repro": repro.command(), "repro_runs": r, "counterfactual": counter.command(),
-                                 "counterfactual_runs": c, "verified": verified}
+                                 "counterfactual_runs": c, "verified": verified, "minimal": repro}
     return found
 
 
