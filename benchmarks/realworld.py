@@ -9,7 +9,7 @@ minutes and needs the projects installed in the running environment (``deps`` wi
 so that the installed torch stays the only torch).
 
     python benchmarks/realworld.py --checkouts /tmp/rw [--only einops] [--budget 150] [--reruns 20]
-        [--results DIR]
+        [--results DIR] [--no-flaky] [--no-mutate]
 """
 
 from __future__ import annotations
@@ -91,29 +91,36 @@ def configure(root: Path, repo: dict) -> list[str]:
     return lines + mutate
 
 
+def run_flaky(root: Path, keep: Path, repo: dict, args) -> dict:
+    """``audit flaky`` with the default settings but *args*' budget, and a plain-pytest rerun
+    check of every test it calls flaky."""
+    seconds, data, tail = audit(root, "flaky", keep / f"{repo['name']}-flaky.json", ["--budget", str(args.budget)])
+    flaky = {"seconds": round(seconds, 1), "tail": tail}
+    if data:
+        counts: dict[str, int] = {}
+        for t in data["tests"]:
+            counts[t["verdict"]] = counts.get(t["verdict"], 0) + 1
+        flaky.update(tests=len(data["tests"]), executions=data["executions"], verdicts=counts,
+                     weak=data.get("evidence", {}).get("weak", 0), plan=data.get("plan", {}),
+                     flaky_tests={t["nodeid"]: {"rate": t["rate"], "failures": t["failures"],
+                                                "executions": t["executions"],
+                                                "repro_verified": t["repro_verified"],
+                                                "rerun": rerun_check(root, t["nodeid"], args.reruns)}
+                                  for t in data["tests"] if t["verdict"] == "flaky"})
+    return flaky
+
+
 def run_repo(root: Path, repo: dict, args) -> dict:
     os.environ.update(repo.get("env", {}))   # what the project's own CI sets before pytest
     settings = configure(root, repo)
     out: dict = {"name": repo["name"], "commit": repo["commit"], "configured": settings,
                  "mutate_args": repo.get("mutate_args", []), "env": repo.get("env", {}),
-                 "plain": plain_pass(root, repo)}
+                 "plain": None if args.no_flaky else plain_pass(root, repo)}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.results or Path(tmp)
         keep.mkdir(parents=True, exist_ok=True)
-        seconds, data, tail = audit(root, "flaky", keep / f"{repo['name']}-flaky.json", ["--budget", str(args.budget)])
-        flaky = {"seconds": round(seconds, 1), "tail": tail}
-        if data:
-            counts: dict[str, int] = {}
-            for t in data["tests"]:
-                counts[t["verdict"]] = counts.get(t["verdict"], 0) + 1
-            flaky.update(tests=len(data["tests"]), executions=data["executions"], verdicts=counts,
-                         weak=data.get("evidence", {}).get("weak", 0), plan=data.get("plan", {}),
-                         flaky_tests={t["nodeid"]: {"rate": t["rate"], "failures": t["failures"],
-                                                    "executions": t["executions"],
-                                                    "repro_verified": t["repro_verified"],
-                                                    "rerun": rerun_check(root, t["nodeid"], args.reruns)}
-                                      for t in data["tests"] if t["verdict"] == "flaky"})
-        out["flaky"] = flaky
+        if not args.no_flaky:
+            out["flaky"] = run_flaky(root, keep, repo, args)
         if not args.no_mutate:
             seconds, data, tail = audit(root, "mutate", keep / f"{repo['name']}-mutate.json", repo.get("mutate_args", []))
             out["mutate"] = {"seconds": round(seconds, 1), "tail": tail}
@@ -125,7 +132,8 @@ def run_repo(root: Path, repo: dict, args) -> dict:
 
 def table(r: dict) -> str:
     f, m = r.get("flaky", {}), r.get("mutate", {})
-    rows = [("tests", f.get("tests", "-")), ("plain pytest pass", f"{r['plain']['seconds']}s ({r['plain']['summary']})"),
+    plain = f"{r['plain']['seconds']}s ({r['plain']['summary']})" if r.get("plain") else "-"
+    rows = [("tests", f.get("tests", "-")), ("plain pytest pass", plain),
             ("audit flaky", f"{f.get('executions', '-')} executions in {f.get('seconds')}s"),
             ("verdicts", ", ".join(f"{n} {v}" for v, n in sorted(f.get("verdicts", {}).items()))),
             ("weak evidence", f.get("weak", "-"))]
@@ -150,6 +158,7 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=150.0)
     parser.add_argument("--reruns", type=int, default=20)
     parser.add_argument("--no-mutate", action="store_true")
+    parser.add_argument("--no-flaky", action="store_true")
     parser.add_argument("--json", type=Path, help="write the table's numbers here")
     parser.add_argument("--results", type=Path, help="keep each audit's full JSON result in this folder")
     args = parser.parse_args(argv)
