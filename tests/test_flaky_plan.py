@@ -255,3 +255,14 @@ def test_a_hang_under_load_counts_only_if_it_hangs_alone_too():
     assert hung_alone.verdict == "flaky" and "hung or crashed running alone too" in hung_alone.evidence
     only = summarise("t", [loaded])
     assert only.verdict == "error" and "not yet rerun alone" in only.evidence
+
+
+def test_one_warm_up_execution_does_not_keep_a_fast_test_slow():
+    stored = {t: 0.01 for t in TESTS} | {TESTS[0]: 0.32, TESTS[1]: 2.0}   # the last run's means
+    p = Planner(TESTS, axes(), master_seed=1, durations=stored)
+    assert p.slow(TESTS[0]) and p.slow(TESTS[1])
+    p.record([row(TESTS[0], 1, duration=0.06), row(TESTS[1], 1, duration=1.9)])
+    assert not p.slow(TESTS[0])          # median of 0.32 and 0.06: its first run here was a warm-up
+    assert p.slow(TESTS[1])              # a test that is slow every time stays slow
+    p.record([row(TESTS[0], 2, duration=0.9)] + [row(TESTS[0], 3 + i, duration=0.05) for i in range(3)])
+    assert p.test_seconds[TESTS[0]] == pytest.approx(0.055)  # the warm-up and one outlier barely count

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import statistics
 from dataclasses import dataclass, field
 
 from audit.errors import AuditError
@@ -55,6 +56,8 @@ SURVEY_SECONDS = 15.0  # a survey unit times tests for at least this long, ...
 SURVEY_SHARE = 0.1     # ... or this share of the budget, then hands the rest of its chunk on
 SURVEY_TRIES = 2       # survey units that may time nothing before their tests run with the fast ones
 TIMEOUT_FACTOR = 5     # a test may take this many times its measured duration before it counts as hung
+DURATION_WINDOW = 9    # a test's duration is the median of its last executions (and the stored one):
+                       # one warm-up execution (a first import, a lazy init) does not make it slow
 
 
 @dataclass
@@ -172,6 +175,7 @@ class Planner:
         self.first_startup = True
         self.overhead = 0.005       # seconds pytest spends per execution besides the test
         self.test_seconds: dict[str, float] = dict(durations or {})   # measured, or from the history
+        self.durations_seen: dict[str, list[float]] = {}                # the recent ones behind each
         self.budget = budget
         self.memory_mb = memory_mb if memory_mb is not None else machine_memory_mb()
         self.peak_mb: dict[str, float] = {}
@@ -208,9 +212,7 @@ class Planner:
             if row.get("hashseed") is not None:
                 t.hashseeds.add(row["hashseed"])
             spent += row.get("duration", 0.0)
-            prev = self.test_seconds.get(row["nodeid"])
-            d = row.get("duration", 0.0)
-            self.test_seconds[row["nodeid"]] = d if prev is None else 0.8 * prev + 0.2 * d
+            self._timed(row["nodeid"], row.get("duration", 0.0))
             if row["klass"] == "skip":
                 t.skips += 1
                 continue
@@ -231,6 +233,17 @@ class Planner:
                 # what pytest spends around each execution besides the test itself
                 per_exec = max(0.0, unit_seconds - startup - spent) / len(rows)
                 self.overhead = 0.7 * self.overhead + 0.3 * min(per_exec, 0.5)
+
+    def _timed(self, nodeid: str, seconds: float) -> None:
+        """One more measured duration of *nodeid*: its estimate is the median of the recent ones,
+        the stored or surveyed one counting as one of them."""
+        recent = self.durations_seen.get(nodeid)
+        if recent is None:
+            prior = self.test_seconds.get(nodeid)
+            recent = self.durations_seen[nodeid] = [] if prior is None else [prior]
+        recent.append(seconds)
+        del recent[:-DURATION_WINDOW]
+        self.test_seconds[nodeid] = statistics.median(recent)
 
     # ---- deciding ---------------------------------------------------------------------
     def satisfied(self, nodeid: str) -> bool:
