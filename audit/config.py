@@ -97,7 +97,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "review": {
         "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points", least=0),
         "fail_on_new_flaky": Key("bool", True, "fail when a test is flaky now but was not in the baseline"),
-        "fail_on_changed_survivors": Key("bool", True, "fail when ML mutants survive on lines changed since the baseline"),
+        "fail_on_changed_survivors": Key("bool", True, "fail when ML mutants go undetected (survived, uncovered, "
+                                                       "seed-dependent) on lines changed since the baseline"),
         "fail_on_new_survivors": Key("bool", True, "fail when a mutant the baseline's tests killed now survives (a weakened test)"),
         "ml_only": Key("bool", True, "count only ML operators' mutants for the survivor checks (mutmut's own are noisier)"),
     },

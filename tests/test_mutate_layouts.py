@@ -231,3 +231,41 @@ def test_a_mutant_on_a_line_no_test_executes_is_no_coverage_not_survived(tmp_pat
     data = json.loads((tmp_path / "m.json").read_text())
     by_line = sorted((m["line"], m["status"]) for m in data["mutants"])
     assert by_line == [(3, "killed"), (4, "no_coverage"), (5, "killed")], by_line
+
+
+UNTESTED = '''
+
+def sharpened(values, temperature):
+    return [v / temperature for v in values]
+'''
+
+
+def test_changed_code_no_test_reaches_is_no_coverage_and_the_review_blocks_it(tmp_path, capsys):
+    import subprocess
+
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE, "tests/test_core.py": TESTS,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"
+                                                          "[tool.audit.review]\nml_only = false\n"})
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=project, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    ops = ["--operators", "mutmut_swap_op"]
+    assert main(["mutate", str(project), *ops]) == 0
+    with (project / "toy" / "core.py").open("a") as f:
+        f.write(UNTESTED)
+    git("commit", "-qam", "an untested function")
+    capsys.readouterr()
+    # mutmut stops early when no test reaches a mutated function: every mutant there is uncovered
+    assert main(["mutate", str(project), *ops, "--since", "main~1", "--json", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert [(m["function"], m["status"]) for m in data["mutants"]] == [("sharpened", "no_coverage")]
+    assert data["score"] == 0.0
+    code = main(["review", str(project), "--baseline", "main~1", "--out", str(tmp_path / "review")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "1 mutants go undetected on lines changed" in out and "no coverage" in out

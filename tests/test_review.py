@@ -238,7 +238,7 @@ def test_a_git_ref_baseline_and_survivors_on_changed_lines(repo, capsys):
     _git(repo, "commit", "-q", "-am", "change the package docstring instead")
     code, data = _review(repo, "--baseline", base[:10], "--changed-since", base)
     assert code == 0, data
-    assert any("no surviving ML mutant on the 1 line(s) changed" in p for p in data["passed"])
+    assert any("no undetected ML mutant on the 1 line(s) changed" in p for p in data["passed"])
 
 
 def test_a_ref_takes_each_kind_of_run_from_its_nearest_audited_ancestor(repo):

@@ -189,7 +189,7 @@ def test_review_clears_a_clean_change(release):
     assert code == 0, data
     assert data["decision"] == "pass" and "clear to release" in md
     passed = "\n".join(data["passed"])
-    assert "changed_survivors: no surviving ML mutant" in passed
+    assert "changed_survivors: no undetected ML mutant" in passed
     assert "line(s) changed since" in passed and "on the 0 line(s)" not in passed
 
 

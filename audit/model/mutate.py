@@ -26,6 +26,7 @@ READABLE = ("ml-audit.mutate/1", SCHEMA)
 DETECTED = ("killed", "timeout")
 SEED_DEPENDENT = "seed_dependent"                      # killed under some seeds only
 SCORED = (*DETECTED, SEED_DEPENDENT, "survived", "no_coverage")
+UNDETECTED = tuple(s for s in SCORED if s not in DETECTED)   # scored, and the suite let it through
 UNCHECKED = ("unchecked", "suspicious", "skipped")    # the run did not finish these: partial
 STATUSES = (*SCORED, *UNCHECKED, "harness_error", "error")
 GOLDEN = "golden value"

@@ -608,6 +608,17 @@ def run_mutmut(max_children: int, names: list[str] = ()) -> int:
     return 0
 
 
+NO_TESTS = 33   # the exit code mutmut records for a mutant no test covers ("no tests")
+
+
+def nothing_covered() -> bool:
+    """mutmut's stats pass ran the tests and none of them reached a function it mutated: it
+    then stops early (exit 1) with every mutant unchecked, where each has no covering test."""
+    from mutmut.state import state
+
+    return bool(state().duration_by_test) and not any(state().tests_by_mangled_function_name.values())
+
+
 def mutant_names(spec: Spec, operators: list[ops.Operator], root: Path) -> list[str]:
     """The names mutmut gives the mutants of *spec* in the project at *root*, in its order, made
     as the worker makes them but without running a test: what shards of a run are cut from."""

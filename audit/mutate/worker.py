@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     from audit.pytest_run import die_with_parent
 
     die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
-    from audit.mutate.bridge import Spec, install, recheck_seeds, run_mutmut
+    from audit.mutate.bridge import NO_TESTS, Spec, install, nothing_covered, recheck_seeds, run_mutmut
     from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
@@ -85,6 +85,10 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - start
     sys.stdout.flush()
     mutants = collect(spec)
+    if exit_code == 1 and nothing_covered():
+        for record in mutants:
+            record.update(exit_code=NO_TESTS, mutmut_status="no tests")
+        exit_code = 0
     if exit_code == 0:
         try:
             recheck_seeds(mutants, spec)

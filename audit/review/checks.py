@@ -5,7 +5,8 @@
   (full runs on both sides, with the same operators: a partial score is not compared);
 - ``new_survivors``: a mutant the baseline's tests killed survives now, the trace of a weakened
   test (mutants are matched by operator, file, function and diff, since mutmut renumbers them);
-- ``changed_survivors``: ML mutants surviving on lines changed since the baseline's commit.
+- ``changed_survivors``: ML mutants the suite does not detect (survived, no test covers them, or
+  killed only under some seeds) on lines changed since the baseline's commit.
 
 Every reason carries its evidence; checks that cannot be made (no flaky run on one side, no git)
 are listed as skipped with the reason, never silently passed.
@@ -21,7 +22,7 @@ from typing import Any
 from audit import vcs
 from audit.explain import cause_text, killing_test
 from audit.history import mutant_key
-from audit.model.mutate import DETECTED, Mutant, Tally
+from audit.model.mutate import DETECTED, UNDETECTED, Mutant, Tally
 from audit.review.baseline import Side
 
 REVIEW_SCHEMA = "ml-audit.review/1"
@@ -178,12 +179,13 @@ def check_changed_survivors(review: Review, root: Path, ml_only: bool, since: st
                 path = str(Path(path).resolve().relative_to(root))
             except ValueError:
                 continue
-        if m.status == "survived" and (m.ml or not ml_only) and m.line in changed.get(_rel(path), ()):
-            evidence.append(_mutant_line(m, f": line changed since {ref[:12]}"))
+        if m.status in UNDETECTED and (m.ml or not ml_only) and m.line in changed.get(_rel(path), ()):
+            evidence.append(_mutant_line(m, f" ({m.status.replace('_', ' ')}): line changed since {ref[:12]}"))
     what = "ML mutants" if ml_only else "mutants"
     if evidence:
-        review.reasons.append(Reason("changed_survivors", f"{len(evidence)} {what} survive on lines changed since "
-                                                          f"{ref[:12]}", evidence))
+        review.reasons.append(Reason("changed_survivors", f"{len(evidence)} {what} go undetected on lines changed "
+                                                          f"since {ref[:12]}", evidence))
     else:
         n = sum(len(v) for v in changed.values())
-        review.passed.append(f"changed_survivors: no surviving {what[:-1]} on the {n} line(s) changed since {ref[:12]}")
+        review.passed.append(f"changed_survivors: no undetected {what[:-1]} on the {n} line(s) changed since "
+                             f"{ref[:12]}")
