@@ -160,8 +160,11 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
                                     fail_under=settings.fail_under, interrupted=True)
             checked = True
 
-        top = {Path(s).parts[0] for s in sources}
-        also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in top and p.name != "mutants")
+        # mutmut copies only the paths it mutates: everything else at the top goes along, the rest
+        # of a package whose modules are mutated one by one included (its __init__, its tests), or
+        # the tests would import an installed copy of the package, or find no tests at all
+        whole = {s.rstrip("/") for s in sources if len(Path(s).parts) == 1}
+        also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in whole and p.name != "mutants")
         diagnostics = scratch / "diagnostics.json"
         spec = {
             "operators": names, "noisy": settings.noisy, "allowed_lines": allowed, "source_paths": sources,
