@@ -211,7 +211,6 @@ class InterpreterArms:
     def __init__(self, lab: Lab, cases: dict[str, Case], everything: list[str]):
         self.lab, self.cases, self.everything = lab, cases, everything
         self.batches: dict[str, int] = {}    # node id -> interpreter batches it has been in
-        self.orders_tried = 0
 
     def jobs(self, ready=None) -> tuple[list, list]:
         """The next batch's units for the tests still open (of *ready*, when given), with keys for
@@ -236,7 +235,7 @@ class InterpreterArms:
             size = min(min(self.batches.get(c.nodeid, 0) for c in group), final)
             for k in range(ORDER_INTERPRETERS[size]):
                 ordered = list(self.everything)
-                if self.orders_tried + k == 0:
+                if size == k == 0:   # a group's first batch starts with the reversed order
                     ordered.reverse()
                     name = "reversed"
                 else:
@@ -247,7 +246,6 @@ class InterpreterArms:
                 last = max(ordered.index(c.nodeid) for c in group)
                 jobs.append(lab.unit(ordered[: last + 1], pin=pin, rounds=1, order=name))
                 keys.append(("order", pin, group))
-            self.orders_tried += ORDER_INTERPRETERS[size]
         for case in {c.nodeid: c for cs in need.values() for c in cs}.values():
             self.batches[case.nodeid] = self.batches.get(case.nodeid, 0) + 1
         return jobs, keys
