@@ -93,6 +93,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        above=0),
         "since": Key("str", "", "mutate only lines changed since this git ref (empty: every line)"),
         "noisy": Key("bool", False, "keep mutmut's noisy mutations on ML code (case/XX of enum-like strings, None injection)"),
+        "seed_rechecks": Key("int", 4, "other seeds a kill by a test that draws randomness is re-checked under "
+                                       "(0: no re-check; such kills then count as killed)", least=0),
     },
     "review": {
         "max_score_drop": Key("float", 2.0, "largest allowed fall of the mutation score, in points", least=0),

@@ -36,13 +36,13 @@ sys.path.insert(0, str(REPO))
 
 from audit.config import load_config  # noqa: E402
 from audit.mutate import engine  # noqa: E402
-from audit.project import QUIET_ARGS, pytest_env  # noqa: E402
+from audit.pytest_run import QUIET_ARGS, child_env as pytest_env  # noqa: E402
 
 MUTMUT_DRIVER = """
 import sys
 from mutmut.mutation import mutators
-from audit.mutate import operators as ops
-chosen = ops.select(sys.argv[1])
+from audit.mutate.registry import select
+chosen = select(sys.argv[1])
 mutators.mutation_operators[:] = [(op.node_type, op.mutate) for op in chosen if op.ml] + [
     (t, f) for (t, f) in list(mutators.mutation_operators) if 'mutmut_' + f.__name__.removeprefix('operator_')
     in {op.name for op in chosen}]
@@ -58,13 +58,21 @@ def bench_audit(cfg, cache: Path) -> tuple[int, float, Path]:
     return len(result.mutants), time.perf_counter() - start, engine.cache_dir(cfg.root)
 
 
-def bench_mutmut(cfg, workdir: Path, operators: str, children: int) -> tuple[int, float]:
+def untrampolined(scratch: Path) -> list[str]:
+    """The tests audit mutate found failing under mutmut's trampolines (``torch.jit.script`` of
+    mutated code) and deselected: plain mutmut gets them deselected too, or its stats pass fails."""
+    path = scratch / "untrampolined.json"
+    return sorted(json.loads(path.read_text()).get("failures", {})) if path.exists() else []
+
+
+def bench_mutmut(cfg, workdir: Path, operators: str, children: int, also: list[str]) -> tuple[int, float]:
     engine.sync_copy(cfg.root, workdir, set())
     sources = engine.source_paths(cfg)
-    deselect = [a for n in cfg.mutate.deselect for a in ("--deselect", n)]
-    args = [*QUIET_ARGS, *cfg.pytest_args, *engine.PIN_ARGS, *deselect]
+    deselect = [a for n in [*cfg.mutate.deselect, *also] for a in ("--deselect", n)]
+    args = [*QUIET_ARGS, *engine.neutral_args(), *cfg.pytest_args, *engine.PIN_ARGS, *deselect]
     toml = workdir / "pyproject.toml"
-    toml.write_text(toml.read_text() + "\n[tool.mutmut]\n" + f"source_paths = {json.dumps(sources)}\n"
+    before = toml.read_text() if toml.exists() else ""
+    toml.write_text(before + "\n[tool.mutmut]\n" + f"source_paths = {json.dumps(sources)}\n"
                     f"pytest_add_cli_args = {json.dumps(args)}\n"
                     f"pytest_add_cli_args_test_selection = {json.dumps(list(cfg.test_paths))}\n"
                     'process_isolation = "forkserver"\n')
@@ -79,7 +87,7 @@ def bench_mutmut(cfg, workdir: Path, operators: str, children: int) -> tuple[int
     return count, elapsed
 
 
-def bench_process(scratch: Path, cfg, sample: int) -> tuple[int, float]:
+def bench_process(scratch: Path, cfg, sample: int, also: list[str]) -> tuple[int, float]:
     mutants_dir = scratch / "project" / "mutants"
     stats = json.loads((mutants_dir / "mutmut-stats.json").read_text())
     tests_by_function = stats["tests_by_mangled_function_name"]
@@ -91,12 +99,13 @@ def bench_process(scratch: Path, cfg, sample: int) -> tuple[int, float]:
         return 0, 0.0
     step = max(1, len(covered) // sample)
     chosen = covered[::step][:sample]
-    deselect = [a for n in cfg.mutate.deselect for a in ("--deselect", n)]
+    deselect = [a for n in [*cfg.mutate.deselect, *also] for a in ("--deselect", n)]
     start = time.perf_counter()
     for name in chosen:
         tests = sorted(tests_by_function[name.partition("__mutmut_")[0]])
         env = pytest_env({**engine.FORK_SAFE_ENV, "MUTANT_UNDER_TEST": name})
-        subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *QUIET_ARGS, *cfg.pytest_args,
+        subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *QUIET_ARGS, *engine.neutral_args(),
+                        *cfg.pytest_args,
                         *engine.PIN_ARGS, *deselect, *tests], cwd=mutants_dir, env=env, capture_output=True)
     return len(chosen), time.perf_counter() - start
 
@@ -118,12 +127,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mutate-") as tmp:
         tmp = Path(tmp)
         n_audit, t_audit, scratch = bench_audit(cfg, tmp / "cache")
-        n_mutmut, t_mutmut = bench_mutmut(cfg, tmp / "mutmut", args.operators, args.children)
-        n_proc, t_proc = bench_process(scratch, cfg, args.sample)
+        also = untrampolined(scratch)
+        n_mutmut, t_mutmut = bench_mutmut(cfg, tmp / "mutmut", args.operators, args.children, also)
+        n_proc, t_proc = bench_process(scratch, cfg, args.sample, also)
         shutil.rmtree(tmp / "mutmut", ignore_errors=True)
     rate = {"audit": n_audit / t_audit, "mutmut": n_mutmut / t_mutmut if t_mutmut else 0.0,
             "process": n_proc / t_proc if t_proc else 0.0}
     print(f"project {cfg.root}  operators {args.operators}  children {args.children}")
+    if also:
+        print(f"deselected for all three (fail under mutmut's trampolines): {', '.join(also)}")
     print(f"audit mutate      {n_audit:4d} mutants in {t_audit:7.1f}s  {rate['audit']:.2f} mutants/s")
     print(f"plain mutmut run  {n_mutmut:4d} mutants in {t_mutmut:7.1f}s  {rate['mutmut']:.2f} mutants/s")
     print(f"process/mutant    {n_proc:4d} mutants in {t_proc:7.1f}s  {rate['process']:.2f} mutants/s (sample)")
@@ -134,7 +146,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "project": str(cfg.root), "operators": args.operators, "children": args.children,
-            "mutants": {"audit": n_audit, "mutmut": n_mutmut, "process": n_proc},
+            "deselected": also, "mutants": {"audit": n_audit, "mutmut": n_mutmut, "process": n_proc},
             "seconds": {"audit": t_audit, "mutmut": t_mutmut, "process": t_proc}, "per_second": rate,
             "ratio": {"audit/mutmut": rate["audit"] / rate["mutmut"] if rate["mutmut"] else None,
                       "audit/process": rate["audit"] / rate["process"] if rate["process"] else None},

@@ -317,7 +317,7 @@ def test_fix_writes_verified_patches_that_apply_with_patch_p1_and_leaves_the_tre
     before = {p: p.read_text() for p in root.rglob("*") if p.is_file()}
     out = tmp_path / "fixes"
     result = api.flaky(root, budget=BUDGET, seed=7, threads=[1], rng=["torch"], orders=["file"], hashseed=False,
-                       record=False, fix=out, json=tmp_path / "flaky.json")
+                       record=False, fix=out, json=tmp_path / "flaky.json", junit=tmp_path / "junit.xml")
     assert {p: p.read_text() for p in root.rglob("*") if p.is_file()} == before      # the user's tree is untouched
     tests = {t.nodeid: t for t in result.tests}
     loader, padded = tests["tests/test_loader.py::test_first_batch_skips_the_smallest"], \
@@ -341,3 +341,21 @@ def test_fix_writes_verified_patches_that_apply_with_patch_p1_and_leaves_the_tre
     validate(data)
     fixes = {t["nodeid"]: t["fix"] for t in data["tests"] if t["fix"]}
     assert fixes[padded.nodeid]["verified"] is True and data["fixes"]["dir"] == str(out)
+    _the_patch_reaches_junit_and_the_weekly_report(tmp_path / "junit.xml", loader)
+
+
+def _the_patch_reaches_junit_and_the_weekly_report(junit: Path, test) -> None:
+    import xml.etree.ElementTree as ET
+
+    from audit.report import html, markdown
+    from audit.report.weekly import _test_entry
+
+    suite = next(s for s in ET.parse(junit).getroot() if s.get("name") == test.nodeid)
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["fix"] == test.fix.path and props["fix.kind"] == "generator" and props["fix.verified"] == "true"
+    assert props["fix.result"].startswith("verified: 0/")
+    entry = _test_entry(test, [], None)
+    assert entry["patch"]["verified"] and entry["patch"]["path"] == test.fix.path
+    row = markdown._flaky_rows([entry])[-1]
+    assert f"patch (generator): `{test.fix.path}`, verified: 0/" in row
+    assert "patch (generator): <code>" in html._flaky_table([entry], "Flaky", "none")

@@ -20,7 +20,6 @@ import difflib
 import functools
 import json
 import os
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -100,7 +99,7 @@ class Spec:
         self.results: str = data["results"]
         self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
         self.draws: str = data.get("draws", "")              # the stats run's plugin rows: which tests draw
-        self.seeds: list[int] = list(data.get("seeds", []))  # other seeds a kill by a drawing test is re-checked under
+        self.recheck_rounds: int = int(data.get("recheck_rounds", 0))  # other seeds a drawing test's kill is re-checked under
         self.names: list[str] = list(data.get("names", []))  # the mutants to check (a shard); empty: all
 
     @classmethod
@@ -427,9 +426,6 @@ class AuditPytestRunner(PytestRunner):
         return verdict
 
 
-NO_TESTS = 33  # mutmut's exit code for a mutant no test covers
-
-
 @functools.cache
 def _uncovered() -> frozenset[str]:
     """Mutants on lines no test executed (the sidecars' ``covered``), read once per fork server."""
@@ -457,9 +453,6 @@ def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
                                   "reason": harness_reason(code, recorder)})
 
 
-SEED_OPTION = re.compile(r"^(--audit-seed-(?:torch|numpy|random))=\S+$")
-
-
 def drawing_tests(rows_file: str) -> set[str]:
     """Tests whose stats-run execution drew from an RNG (the ml_audit plugin's rows)."""
     path = Path(rows_file)
@@ -469,34 +462,67 @@ def drawing_tests(rows_file: str) -> set[str]:
     return {row["nodeid"] for row in rows if row.get("event") == "row" and row.get("drew_any")}
 
 
+RECHECK_BASE = 1   # seed base of the re-check rounds: every seed of every round derives from it
+
+
+def recheck_unit(tests: list[str], rounds: int) -> dict:
+    """The ml_audit plugin's unit for a kill's re-check: the killing tests, *rounds* times in one
+    pytest session, torch/numpy/random seeded afresh each round (derived from RECHECK_BASE, so a
+    re-check repeats), fixtures torn down between rounds, no stop at the first failure."""
+    from audit.flaky.runner import Unit
+
+    return json.loads(Unit(id=0, tests=list(tests), order="given", seeds={f: "fresh" for f in ("torch", "numpy", "random")},
+                           seed_base=RECHECK_BASE, rounds=rounds, threads=[1], runs_without_draws=rounds,
+                           max_runs_per_test=rounds, stop_when_flaky=False).to_json())
+
+
+def failing_rounds(rows_file: Path) -> int:
+    """Rounds of a re-check in which a test failed."""
+    if not rows_file.exists():
+        return 0
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    return len({row["round"] for row in rows if row.get("event") == "row" and row.get("klass") == "fail"})
+
+
 def recheck_seeds(records: list[dict], spec: Spec) -> None:
-    """Re-run each mutant killed by a test that draws randomness under the spec's other seeds, with the
-    mutant active, and note in its record under how many of all the seeds (the pinned one included) it
-    was killed: a kill under some seeds only is no evidence that the suite catches the bug. The re-runs
-    are forks of this process, as many at a time as the spec's mutant workers."""
+    """Re-run each mutant killed by a test that draws randomness under other seeds, with the mutant
+    active, and note in its record under how many of all the seeds (the pinned one included) it was
+    killed: a kill under some seeds only is no evidence that the suite catches the bug. One forked
+    pytest session per mutant runs its killing tests once per seed (the plugin's rounds), as many
+    sessions at a time as the spec's mutant workers."""
+    import shutil
+    import tempfile
+
     from mutmut.mutation.trampoline import set_mutant_under_test
     from mutmut.utils.file_utils import change_cwd
 
-    def job(name: str, tests: list[str], seed: int):
+    rounds = spec.recheck_rounds
+    folder = Path(tempfile.mkdtemp(prefix="ml-audit-recheck-"))
+
+    def job(index: int, name: str, tests: list[str]):
+        unit, rows = folder / f"unit-{index}.json", folder / f"rows-{index}.jsonl"
+        unit.write_text(json.dumps(recheck_unit(tests, rounds)))
+
         def run() -> int:
             set_mutant_under_test(name)
             runner = AuditPytestRunner()
-            runner._pytest_add_cli_args = [SEED_OPTION.sub(rf"\g<1>={seed}", a) for a in runner._pytest_add_cli_args]
+            args = [a for a in runner._pytest_args_regular_run(tests) if a != "-x"]
             with change_cwd("mutants"):
-                code = runner.execute_pytest(runner._pytest_args_regular_run(tests))
-            return verdict_code(code, runner.recorder)
-        return run
+                return runner.execute_pytest([*args, f"--audit-unit={unit}", f"--audit-rows={rows}"])
+        return run, rows
 
     drawing = drawing_tests(spec.draws)
     checked = []
     for record in records:
         tests = [t for t in record["killed_by"] if t in drawing]
-        if record["mutmut_status"] == "killed" and tests and spec.seeds:
-            checked.append((record, [job(record["id"], tests, seed) for seed in spec.seeds]))
-    codes = iter(run_in_forks([j for _, jobs in checked for j in jobs], max(1, spec.max_children)))
-    for record, jobs in checked:
-        kills = 1 + sum(next(codes) == 1 for _ in jobs)   # the pinned seed's verdict, then each other seed's
-        record.update(seed_kills=kills, seed_runs=len(jobs) + 1)
+        if record["mutmut_status"] == "killed" and tests and rounds:
+            checked.append((record, job(len(checked), record["id"], tests)))
+    try:
+        run_in_forks([run for _, (run, _) in checked], max(1, spec.max_children))
+        for record, (_, rows) in checked:
+            record.update(seed_kills=1 + failing_rounds(rows), seed_runs=rounds + 1)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_in_forks(jobs: list, workers: int, poll: float = 0.01) -> list[int]:

@@ -33,7 +33,6 @@ PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "-
             "--audit-threads=1"]
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
-RECHECK_SEEDS = [1, 2, 3, 4]  # a kill by a test that draws randomness is re-checked under these too
 
 
 def neutral_args() -> list[str]:
@@ -171,7 +170,7 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
             "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
             "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
             "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
-            "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "seeds": RECHECK_SEEDS,
+            "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "recheck_rounds": settings.seed_rechecks,
         }
         (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
         results = scratch / "results.json"

@@ -102,6 +102,11 @@ def _flaky_table(tests: list[dict], title: str, empty: str) -> str:
         if t["masked_by_reruns"]:
             details += f"<div class='hint bad'>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures</div>"
         details += "".join(f"<div class='hint'>failed: {_e(f)}</div>" for f in t["failing_settings"])
+        if t.get("patch"):
+            patch = t["patch"]
+            good = "" if patch["verified"] else " bad"
+            details += (f"<div class='hint{good}'>patch ({_e(patch['kind'])}): <code>{_e(patch['path'])}</code>,"
+                        f" {_e(patch['text'])}</div>")
         prev = t["previous"]
         was = f"<div class='hint'>before: {_e(prev['verdict'])} {_pct(prev['rate'])}</div>" if prev else ""
         out.append(f"<tr class='test'><td><code>{_e(t['nodeid'])}</code></td>"

@@ -2,7 +2,8 @@
 
 It follows the Jenkins xUnit plugin's ``junit-10.xsd``, which allows ``<properties>`` on a
 ``<testsuite>`` only: so each test is a ``<testsuite>`` of its own holding its properties
-(verdict, rate, interval, executions, cause, cause status, p-value, site, repro) and its one
+(verdict, rate, interval, executions, cause, cause status, p-value, site, repro, the ``--fix``
+patch and whether it was verified) and its one
 ``<testcase>``. A flaky test carries a ``<flakyFailure>`` (the surefire element for a test that
 both passed and failed), a failing one a ``<failure>``, an erroring one an ``<error>``, a skipped
 or unrun one ``<skipped>``.
@@ -38,6 +39,9 @@ def _properties(test) -> list[tuple[str, str]]:
         props.append(("cause.evidence", cause.evidence))
     if test.repro:
         props.append(("repro", test.repro))
+    if test.fix is not None:
+        props += [("fix", test.fix.path), ("fix.kind", test.fix.kind), ("fix.verified", str(test.fix.verified).lower()),
+                  ("fix.result", test.fix.words())]
     if test.not_run_reason and test.verdict == "not run":
         props.append(("not_run_reason", test.not_run_reason))
     return props

@@ -65,6 +65,8 @@ def _flaky_rows(tests: list[dict]) -> list[str]:
         repro = f"<br>repro{checked}: {code(t['repro'])}" if t["repro"] else ""
         if t["masked_by_reruns"]:
             repro += f"<br>{t['masked_by_reruns']} failure(s) hidden by pytest-rerunfailures"
+        if t.get("patch"):
+            hints += f"<br>patch ({text(t['patch']['kind'])}): {code(t['patch']['path'])}, {text(t['patch']['text'])}"
         lines.append(f"| {code(t['nodeid'])}{repro} | {_pct(t['rate'])} ({interval}) | {t['failures']}/{t['executions']}"
                      f" | {_trend(t)} | {causes}<br>{hints} |")
     return lines

@@ -96,6 +96,7 @@ def _test_entry(test: TestVerdict, series: list[tuple[Run, dict]], previous: dic
         "evidence": test.evidence or None,
         "failing_settings": [setting_text(s) for s in test.failing_settings[:3]],
         "causes": [cause_entry(c) for c in test.causes], "hints": fix_hints(test),
+        "patch": ({**test.fix.to_json(), "text": test.fix.words()} if test.fix else None),
         "previous": ({"verdict": previous["verdict"], "rate": previous["rate"], "executions": previous["executions"]}
                      if previous else None),
         "flaky_since": _iso(flaky_runs[0].started_at) if flaky_runs else None,

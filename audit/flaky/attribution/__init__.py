@@ -68,6 +68,13 @@ def attribute(cfg, result: FlakyResult, *, budget_seconds: float, progress=None,
     seed = int(result.settings.get("master_seed") or 0) if seed is None else seed
     lab = Lab(cfg, workers or cfg.flaky.workers or os.cpu_count() or 1, started + budget_seconds, seed, progress,
               plugins_off=unused_plugins(cfg.root, everything), forks=forks)
+    try:
+        return _attribute(cfg, result, lab, everything, flaky, started)
+    finally:
+        lab.close()
+
+
+def _attribute(cfg, result: FlakyResult, lab: Lab, everything: list[str], flaky: list[str], started: float) -> Attribution:
     cases = {n: _case(t) for t in result.flaky for n in [t.nodeid]}
 
     # the hygiene list needs only the tests that draw (or were never measured) besides the flaky ones

@@ -8,6 +8,7 @@ those it releases, and hands batches of units (or other work, such as the trace)
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class Lab:
         self.threads = axes.threads if len(axes.threads) > 1 else sorted({1, 2, axes.default_threads})
         self.plugins_off = list(plugins_off)
         self.forks = forks
+
+    def close(self) -> None:
+        """Remove the folder of unit files and rows: what the experiments measured is in the cases."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
