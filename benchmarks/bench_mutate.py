@@ -127,28 +127,36 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mutate-") as tmp:
         tmp = Path(tmp)
         n_audit, t_audit, scratch = bench_audit(cfg, tmp / "cache")
+        plain_cfg = load_config(root, {"mutate": {"operators": args.operators, "max_children": args.children,
+                                                  "deselect": deselect, "seed_rechecks": 0}})
+        n_plain, t_plain, _ = bench_audit(plain_cfg, tmp / "cache-no-recheck")
         also = untrampolined(scratch)
         n_mutmut, t_mutmut = bench_mutmut(cfg, tmp / "mutmut", args.operators, args.children, also)
         n_proc, t_proc = bench_process(scratch, cfg, args.sample, also)
         shutil.rmtree(tmp / "mutmut", ignore_errors=True)
-    rate = {"audit": n_audit / t_audit, "mutmut": n_mutmut / t_mutmut if t_mutmut else 0.0,
+    rate = {"audit": n_audit / t_audit, "audit_no_recheck": n_plain / t_plain, "mutmut": n_mutmut / t_mutmut if t_mutmut else 0.0,
             "process": n_proc / t_proc if t_proc else 0.0}
     print(f"project {cfg.root}  operators {args.operators}  children {args.children}")
     if also:
         print(f"deselected for all three (fail under mutmut's trampolines): {', '.join(also)}")
     print(f"audit mutate      {n_audit:4d} mutants in {t_audit:7.1f}s  {rate['audit']:.2f} mutants/s")
+    print(f"  no seed re-check{n_plain:4d} mutants in {t_plain:7.1f}s  {rate['audit_no_recheck']:.2f} mutants/s")
     print(f"plain mutmut run  {n_mutmut:4d} mutants in {t_mutmut:7.1f}s  {rate['mutmut']:.2f} mutants/s")
     print(f"process/mutant    {n_proc:4d} mutants in {t_proc:7.1f}s  {rate['process']:.2f} mutants/s (sample)")
     if rate["mutmut"]:
-        print(f"ratio audit/mutmut  {rate['audit'] / rate['mutmut']:.2f}")
+        print(f"ratio audit/mutmut  {rate['audit'] / rate['mutmut']:.2f}  "
+              f"(without the seed re-check {rate['audit_no_recheck'] / rate['mutmut']:.2f})")
     if rate["process"]:
         print(f"ratio audit/process {rate['audit'] / rate['process']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "project": str(cfg.root), "operators": args.operators, "children": args.children,
-            "deselected": also, "mutants": {"audit": n_audit, "mutmut": n_mutmut, "process": n_proc},
-            "seconds": {"audit": t_audit, "mutmut": t_mutmut, "process": t_proc}, "per_second": rate,
+            "deselected": also,
+            "mutants": {"audit": n_audit, "audit_no_recheck": n_plain, "mutmut": n_mutmut, "process": n_proc},
+            "seconds": {"audit": t_audit, "audit_no_recheck": t_plain, "mutmut": t_mutmut, "process": t_proc},
+            "per_second": rate,
             "ratio": {"audit/mutmut": rate["audit"] / rate["mutmut"] if rate["mutmut"] else None,
+                      "audit_no_recheck/mutmut": rate["audit_no_recheck"] / rate["mutmut"] if rate["mutmut"] else None,
                       "audit/process": rate["audit"] / rate["process"] if rate["process"] else None},
         }, indent=2) + "\n")
     return 0

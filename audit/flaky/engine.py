@@ -89,6 +89,7 @@ class _Audit:
         self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs, budget=float(cfg.flaky.budget),
                                durations=known)
         self.planner.next_id = self.state.meta.get("next_unit", 0)
+        self.planner.per_kind = dict(self.state.meta.get("units_per_kind", {}))
         # a resumed plan draws its next units from a stream that differs from the first run's
         self.planner.rand.seed(f"{seed}:{self.planner.next_id}")
         for unit in old_units.values():
@@ -177,6 +178,7 @@ class _Audit:
             self.executor.close()
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
         self.state.meta["next_unit"] = self.planner.next_id
+        self.state.meta["units_per_kind"] = dict(self.planner.per_kind)
         self.state.meta["rescheduled"] = self.state.meta.get("rescheduled", 0) + self.executor.rescheduled
         self.state.save()
         return self._result(stopped, interrupted)
@@ -226,6 +228,7 @@ class _Audit:
             self.on_plan(self.plan)
         self.state.append(unit.to_json(), res.rows)
         self.state.meta["next_unit"] = self.planner.next_id
+        self.state.meta["units_per_kind"] = dict(self.planner.per_kind)
         self.state.meta["seconds"] = self.spent_before + (time.monotonic() - self.t0)
         self.state.save()
         for nodeid in self._flaky_without_repro():

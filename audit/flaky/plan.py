@@ -171,6 +171,7 @@ class Planner:
         self.hashseed_target = min(runs, HASHSEED_TARGET) if runs else min(unit_target, HASHSEED_TARGET)
         self.tally = {t: Tally() for t in self.tests}
         self.next_id = 0
+        self.per_kind: dict[str, int] = {}   # units planned so far of each kind (their settings cycle)
         self.startup = 3.0          # seconds to start an interpreter and collect; learnt
         self.first_startup = True
         self.overhead = 0.005       # seconds pytest spends per execution besides the test
@@ -393,7 +394,14 @@ class Planner:
         k = self.next_id
         self.next_id += 1
         axes, rand = self.axes, self.rand
-        order = order or axes.orders[(k // (2 if axes.determinism else 1)) % len(axes.orders)]
+        # settings cycle per kind of unit, full-factorially: with fast and slow units interleaved a
+        # count over all units would give every fast unit the same parity (threads, determinism)
+        j = self.per_kind.get(kind, 0)
+        self.per_kind[kind] = j + 1
+        threads = axes.threads
+        d = 2 if axes.determinism else 1
+        t = j // d % len(threads)
+        order = order or axes.orders[j // (d * len(threads)) % len(axes.orders)]
         ordered = list(tests)
         if order == "reversed":
             ordered.reverse()
@@ -401,7 +409,6 @@ class Planner:
             shuffle_seed = rand.randrange(2 ** 32)
             random.Random(shuffle_seed).shuffle(ordered)
             order = f"shuffle:{shuffle_seed}"
-        threads = axes.threads
         hashseed = str(rand.randrange(2 ** 32)) if axes.hashseed else "0"
         if axes.hashseed and self.hashseeds is not None:
             short = [self.tally[n].hashseeds for n in tests if len(self.tally[n].hashseeds) < self.hashseed_target]
@@ -409,11 +416,11 @@ class Planner:
         return Unit(
             id=k, tests=ordered, order=order,
             hashseed=hashseed,
-            deterministic=("on" if k % 2 else "off") if axes.determinism else None,
+            deterministic=("on" if j % 2 else "off") if axes.determinism else None,
             seeds={f: ("fresh" if f in axes.rng else 0) for f in FAMILIES},
             seed_base=rand.randrange(2 ** 32),
-            rounds=rounds, threads=threads, thread_offset=k % len(threads),
-            env_threads=threads[k % len(threads)] if len(threads) > 1 else None,
+            rounds=rounds, threads=threads, thread_offset=t,
+            env_threads=threads[t] if len(threads) > 1 else None,
             runs_without_draws=1,
             max_runs_per_test=rounds, caps=caps or {},
             max_seconds=max(1.0, min(seconds_left - self.startup - 1.0,

@@ -22,7 +22,6 @@ from audit.flaky.attribution import experiments, repros
 from audit.flaky.attribution.case import Case
 from audit.flaky.attribution.causes import Trace, causes_of
 from audit.flaky.attribution.lab import Lab
-from audit.flaky.attribution.polluter import find_polluter
 from audit.flaky.sources import FAMILIES, UNKNOWN
 from audit.flaky.tracing import hygiene_list, trace_tests
 from audit.model.flaky import Cause, FlakyResult
@@ -93,11 +92,7 @@ def _attribute(cfg, result: FlakyResult, lab: Lab, everything: list[str], flaky:
     arms = experiments.InterpreterArms(lab, cases, everything)
     experiments.in_process(lab, cases, everything, arms)
     experiments.interpreter_sources(lab, cases, everything, arms)
-    for case in cases.values():
-        if case.winner() == "order" and lab.room(15):
-            find_polluter(lab, case)
-            case.done.add("polluter")
-            lab.progress(phase="polluter", nodeid=case.nodeid, polluter=case.polluter)
+    experiments.polluters(lab, cases)
     experiments.confirm(lab, cases, everything)
     try:
         trace = traced.result(timeout=max(1.0, lab.left()))

@@ -18,6 +18,7 @@ import random
 from audit.flaky import sources
 from audit.flaky.attribution.case import NOT_WORTH, SIGNIFICANT, Case
 from audit.flaky.attribution.lab import PIN_HASHSEEDS, PIN_SEEDS, Lab, check_unit, count, failed, rows_of
+from audit.flaky.attribution.polluter import find_polluter
 from audit.stats import runs_to_decide, upper_bound_no_failures
 
 # the sources these experiments release: the built-ins (a registered source needs an arm of its own)
@@ -303,6 +304,16 @@ def interpreter_sources(lab: Lab, cases: dict[str, Case], everything: list[str],
         arms.tally(keys, out[len(confirm_jobs):])
         lab.progress(phase="hash seed and order", batch=batch,
                      explained=sum(bool(c.significant()) for c in cases.values()))
+        polluters(lab, cases)   # as soon as order wins: its confirmation rides along with the next batch
+
+
+def polluters(lab: Lab, cases: dict[str, Case]) -> None:
+    """Search the polluter of every test whose winner is the order, once each, while there is room."""
+    for case in cases.values():
+        if case.winner() == "order" and "polluter" not in case.done and lab.room(15):
+            find_polluter(lab, case)
+            case.done.add("polluter")
+            lab.progress(phase="polluter", nodeid=case.nodeid, polluter=case.polluter)
 
 
 def _confirm_jobs(lab: Lab, cases: dict[str, Case], everything: list[str]) -> tuple[list, list]:
