@@ -48,14 +48,15 @@ def _audit(root: Path, tmp: Path, name: str, executor: str, runs: int):
                     "exec_per_s": round(result.executions / seconds, 2)}
 
 
-def driver_cost(result, units: int = 2000) -> dict:
+def driver_cost(result, units: int = 2000, tests: int = 1000) -> dict:
     """Seconds the driver spends per unit (planning, merging rows, their JSON round trip) on
-    synthetic rows, for a plan over 1000 tests shaped like the real ones."""
+    synthetic rows, for a plan over *tests* tests shaped like the real ones (1000; or 49, the size
+    of sample_project, whose units hold a few rows per test as its in-process rounds do)."""
     from audit.config import load_config
     from audit.flaky.plan import Axes, Planner
 
     template = [r for r in result.rows if r.get("event") == "row"] or result.rows
-    tests = [f"tests/test_synth_{i // 10}.py::test_{i}" for i in range(1000)]
+    tests = [f"tests/test_synth_{i // 10}.py::test_{i}" for i in range(tests)]
     cfg = load_config(result.project, {"flaky": {"runs": 10**6}})
     planner = Planner(tests, Axes.from_config(cfg.flaky), 1, runs=10**6, budget=10**9,
                       durations={t: 0.01 for t in tests})
@@ -93,9 +94,11 @@ def main(argv=None) -> int:
         finally:
             ray.shutdown()
     out["driver"] = driver_cost(result)
+    out["driver_sample_sized"] = driver_cost(result, tests=49)
     unit_s = out["ray_2"]["seconds"] * 2 / max(1, out["ray_2"]["units"])   # CPU-seconds of one unit
     out["unit_seconds"] = round(unit_s, 2)
     out["workers_one_driver_keeps_busy"] = int(unit_s / (out["driver"]["ms_per_unit"] / 1000))
+    out["workers_busy_sample_sized"] = int(unit_s / (out["driver_sample_sized"]["ms_per_unit"] / 1000))
     print(f"{'executor':10} {'executions':>10} {'units':>6} {'seconds':>8} {'exec/s':>7}")
     for name in ("local", "ray_1", "ray_2"):
         r = out[name]
@@ -103,6 +106,9 @@ def main(argv=None) -> int:
     d = out["driver"]
     print(f"driver: {d['ms_per_unit']} ms per unit ({d['rows_per_unit']} rows); a unit takes {unit_s:.2f} s "
           f"of a worker here, so one driver keeps about {out['workers_one_driver_keeps_busy']} workers busy")
+    d = out["driver_sample_sized"]
+    print(f"driver, sample_project-sized plan (49 tests): {d['ms_per_unit']} ms per unit ({d['rows_per_unit']} rows), "
+          f"so one driver keeps about {out['workers_busy_sample_sized']} workers busy")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,10 @@
-"""A Ray cluster that dies mid-run: the driver ends with a clear error and the partial result, never a hang.
+"""Faults a user meets on an existing Ray cluster: the cluster dies mid-run (the driver ends with a
+clear error and the partial result, never a hang), and Ctrl-C (tasks cancelled, state saved, and
+``--resume`` finishes the audit on the local executor).
 
-The cluster is a real one, started here with ``ray start --head`` in a temp dir of its own (so the
-other Ray tests' instance is never touched) and killed with SIGKILL, head and raylet together,
-once the audit's units have run some tests. ``audit flaky`` runs as a user runs it, in its own
-process, connected with ``--address``.
+Each cluster is a real one, started here with ``ray start --head`` in a temp dir of its own (so the
+other Ray tests' instance is never touched), with token authentication as Ray starts clusters by
+default. ``audit flaky`` runs as a user runs it, in its own process, connected with ``--address``.
 """
 
 from __future__ import annotations
@@ -59,48 +60,80 @@ def _kill_cluster(head: subprocess.Popen, temp_dir: str) -> None:
     head.wait(timeout=30)
 
 
-@pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed beside this Python")
-def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_path):
+SLOW_TESTS = """
+import time
+
+def _ran():
+    with open({marks!r}, "a") as f:
+        f.write("x\\n")
+
+def test_a():
+    _ran()
+    time.sleep(1.0)
+
+def test_b():
+    _ran()
+    time.sleep(1.0)
+"""
+
+needs_ray_command = pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed beside this Python")
+
+
+class Cluster:
+    """A `ray start --head` cluster of 2 CPUs, its token in ``env`` for every client."""
+
+    def __init__(self, tmp_path: Path):
+        self.temp_dir = tempfile.mkdtemp(prefix="rl", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
+        self.address = f"127.0.0.1:{_free_port()}"
+        self.env = {**os.environ, "ML_AUDIT_STATE": str(tmp_path / "state"), "RAY_ADDRESS": "",
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.head = subprocess.Popen(
+            [str(RAY), "start", "--head", f"--port={self.address.rsplit(':', 1)[1]}", "--num-cpus=2",
+             "--include-dashboard=false", f"--temp-dir={self.temp_dir}", "--disable-usage-stats", "--block"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def kill(self) -> None:
+        _kill_cluster(self.head, self.temp_dir)
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
     marks = tmp_path / "ran"
     root = tmp_path / "proj"
     (root / "tests").mkdir(parents=True)
-    (root / "tests" / "test_slow.py").write_text(textwrap.dedent(f"""
-        import time
+    (root / "tests" / "test_slow.py").write_text(SLOW_TESTS.format(marks=str(marks)))
+    return root, marks
 
-        def _ran():
-            with open({str(marks)!r}, "a") as f:
-                f.write("x\\n")
 
-        def test_a():
-            _ran()
-            time.sleep(1.0)
+def _audit(cluster: Cluster, root: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "audit", "flaky", str(root), "--runs", "500", "--budget", "600", "--rng", "",
+         "--threads", "1", "--orders", "file", "--no-hashseed", "--no-determinism", "--no-attribute", "--no-record",
+         "--json", str(out), *extra],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
-        def test_b():
-            _ran()
-            time.sleep(1.0)
-    """))
-    temp_dir = tempfile.mkdtemp(prefix="rl", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
-    port = _free_port()
-    # a cluster started by `ray start` wants a token, given to the head and every client alike
-    env = {**os.environ, "ML_AUDIT_STATE": str(tmp_path / "state"), "RAY_ADDRESS": "",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    head = subprocess.Popen([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                             f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+def _wait_for_tests(audit: subprocess.Popen, marks: Path, count: int = 4, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while not (marks.exists() and len(marks.read_text().split()) >= count):
+        assert audit.poll() is None, audit.stdout.read()
+        assert time.monotonic() < deadline, f"no test ran on the Ray cluster in {within:.0f} s"
+        time.sleep(0.2)
+
+
+@needs_ray_command
+def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_path):
+    root, marks = _project(tmp_path)
+    cluster = Cluster(tmp_path)
     out = tmp_path / "flaky.json"
     audit = None
     try:
-        deadline = time.monotonic() + 120
-        audit = subprocess.Popen(
-            [sys.executable, "-m", "audit", "flaky", str(root), "--executor", "ray", "--address", f"127.0.0.1:{port}",
-             "--runs", "500", "--budget", "600", "--rng", "", "--threads", "1", "--orders", "file", "--no-hashseed",
-             "--no-determinism", "--no-attribute", "--no-record", "--json", str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        while not (marks.exists() and len(marks.read_text().split()) >= 4):
-            assert audit.poll() is None, audit.stdout.read()
-            assert time.monotonic() < deadline, "no test ran on the Ray cluster in 120 s"
-            time.sleep(0.2)
-        _kill_cluster(head, temp_dir)
+        audit = _audit(cluster, root, out, "--executor", "ray", "--address", cluster.address)
+        _wait_for_tests(audit, marks)
+        cluster.kill()
         killed_at = time.monotonic()
         try:
             output, _ = audit.communicate(timeout=150)
@@ -110,8 +143,7 @@ def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_pa
     finally:
         if audit is not None and audit.poll() is None:
             os.killpg(audit.pid, signal.SIGKILL)
-        _kill_cluster(head, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        cluster.close()
     assert audit.returncode == 2, output
     assert "lost the Ray cluster" in output or "was lost twice" in output, output
     assert "partial results" in output, output
@@ -119,3 +151,38 @@ def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_pa
     assert data["stopped"] == "interrupted" and "Ray" in data["settings"]["executor_error"]
     assert sum(t["executions"] for t in data["tests"]) >= 1, "the rows returned before the loss were dropped"
     print(f"driver ended {waited:.1f} s after the cluster was killed")
+
+
+@needs_ray_command
+def test_ctrl_c_on_ray_saves_the_state_and_resume_finishes_it_locally(tmp_path):
+    root, marks = _project(tmp_path)
+    cluster = Cluster(tmp_path)
+    out = tmp_path / "flaky.json"
+    audit = None
+    try:
+        audit = _audit(cluster, root, out, "--executor", "ray", "--address", cluster.address)
+        _wait_for_tests(audit, marks)
+        os.killpg(audit.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends the foreground group
+        try:
+            output, _ = audit.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C did not stop the driver within 120 s")
+    finally:
+        if audit is not None and audit.poll() is None:
+            os.killpg(audit.pid, signal.SIGKILL)
+        cluster.close()
+    assert audit.returncode == 130, output
+    assert "--resume" in output, output
+    first = json.loads(out.read_text())
+    assert first["stopped"] == "interrupted" and first["settings"]["executor"] == "ray"
+    before = {t["nodeid"]: t["executions"] for t in first["tests"]}
+    assert sum(before.values()) >= 1
+    resumed = subprocess.run(
+        [sys.executable, "-m", "audit", "flaky", str(root), "--resume", "--runs", "6", "--budget", "600",
+         "--executor", "local", "--no-record", "--json", str(out)],
+        env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    data = json.loads(out.read_text())
+    assert data["stopped"] != "interrupted" and data["settings"]["executor"] == "local"
+    for test in data["tests"]:
+        assert test["verdict"].startswith("pass") and test["executions"] >= max(6, before[test["nodeid"]]), test
