@@ -186,6 +186,18 @@ def test_slow_tests_take_turns_and_never_join_the_fast_units():
     assert p.timeout_for(turns[0], 60.0) == 100.0 and p.timeout_for(fast[0], 60.0) == 60.0
 
 
+def test_slow_tests_that_never_ran_get_every_worker_once_the_fast_ones_have_run():
+    slow = TESTS[:2]
+    p = Planner(TESTS, axes(), master_seed=1, budget=150.0,
+                durations={**{t: 20.0 for t in slow}, **{t: 0.01 for t in TESTS[2:]}})
+    turn = p.next_unit(500, 2, running=[])
+    p.record([row(t, 1) for t in TESTS[2:]])              # every fast test has run once
+    first = p.next_unit(500, 2, running=[turn])
+    assert (turn.kind, turn.tests, first.kind, first.tests) == ("slow", slow[:1], "slow", slow[1:])
+    p.record([row(t, 2, duration=20.0) for t in slow])    # now every slow test has run too
+    assert p.next_unit(500, 2, running=[first]).kind == "fast"
+
+
 def test_a_test_that_needs_much_of_the_memory_runs_alone():
     p = Planner(TESTS[:3], axes(), master_seed=1, durations={t: 0.01 for t in TESTS[:3]}, memory_mb=1000.0)
     p.record([row(TESTS[0], 1, peak_rss_mb=500.0), row(TESTS[1], 1, peak_rss_mb=50.0),
@@ -226,6 +238,13 @@ def test_a_pass_is_weak_evidence_until_its_executions_bound_the_rate():
     assert summarise("t", [row("t", 0)] * 30, evidence_rate=0.1).evidence_strength == "strong"
     flaky = summarise("t", [row("t", 0), row("t", 1, "fail")])
     assert flaky.evidence_strength is None and flaky.to_json()["evidence_strength"] is None
+    # failing every time is strong evidence only once it rules out a flake failing half the time
+    once = summarise("t", [row("t", 0, "fail")])
+    five, six = (summarise("t", [row("t", i, "fail") for i in range(n)]) for n in (5, 6))
+    assert [(v.verdict, v.evidence_strength) for v in (once, five, six)] == \
+        [("fail", "weak"), ("fail", "weak"), ("fail", "strong")]
+    from audit.report.flaky_table import verdict_text
+    assert verdict_text(once) == "fail (weak evidence)" and verdict_text(six) == "fail"
     never = summarise("t", [], not_run_reason="the budget ended before it got a turn")
     assert (never.verdict, never.executions, never.not_run_reason) == ("not run", 0, "the budget ended before it got a turn")
     assert never.to_json()["not_run_reason"] == never.not_run_reason

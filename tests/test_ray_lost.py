@@ -9,6 +9,7 @@ default. ``audit flaky`` runs as a user runs it, in its own process, connected w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -124,8 +125,10 @@ def _wait_for_tests(audit: subprocess.Popen, marks: Path, count: int = 4, within
         time.sleep(0.2)
 
 
-@needs_ray_command
-def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_path):
+@contextlib.contextmanager
+def _audit_on_a_cluster(tmp_path: Path):
+    """`audit flaky --executor ray` on a fresh cluster, yielded once its units have run some tests;
+    whatever is still running afterwards is killed."""
     root, marks = _project(tmp_path)
     cluster = Cluster(tmp_path)
     out = tmp_path / "flaky.json"
@@ -133,17 +136,27 @@ def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_pa
     try:
         audit = _audit(cluster, root, out, "--executor", "ray", "--address", cluster.address)
         _wait_for_tests(audit, marks)
-        cluster.kill()
-        killed_at = time.monotonic()
-        try:
-            output, _ = audit.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the driver still runs 150 s after its cluster died")
-        waited = time.monotonic() - killed_at
+        yield cluster, audit, root, out
     finally:
         if audit is not None and audit.poll() is None:
             os.killpg(audit.pid, signal.SIGKILL)
         cluster.close()
+
+
+def _output(audit: subprocess.Popen, within: float, what: str) -> str:
+    try:
+        return audit.communicate(timeout=within)[0]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the driver still runs {within:.0f} s after {what}")
+
+
+@needs_ray_command
+def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_path):
+    with _audit_on_a_cluster(tmp_path) as (cluster, audit, _, out):
+        cluster.kill()
+        killed_at = time.monotonic()
+        output = _output(audit, 150, "its cluster died")
+        waited = time.monotonic() - killed_at
     assert audit.returncode == 2, output
     assert "lost the Ray cluster" in output or "was lost twice" in output, output
     assert "partial results" in output, output
@@ -155,22 +168,9 @@ def test_a_lost_cluster_ends_the_run_with_an_error_and_the_partial_result(tmp_pa
 
 @needs_ray_command
 def test_ctrl_c_on_ray_saves_the_state_and_resume_finishes_it_locally(tmp_path):
-    root, marks = _project(tmp_path)
-    cluster = Cluster(tmp_path)
-    out = tmp_path / "flaky.json"
-    audit = None
-    try:
-        audit = _audit(cluster, root, out, "--executor", "ray", "--address", cluster.address)
-        _wait_for_tests(audit, marks)
+    with _audit_on_a_cluster(tmp_path) as (cluster, audit, root, out):
         os.killpg(audit.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends the foreground group
-        try:
-            output, _ = audit.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail("Ctrl-C did not stop the driver within 120 s")
-    finally:
-        if audit is not None and audit.poll() is None:
-            os.killpg(audit.pid, signal.SIGKILL)
-        cluster.close()
+        output = _output(audit, 120, "Ctrl-C")
     assert audit.returncode == 130, output
     assert "--resume" in output, output
     first = json.loads(out.read_text())

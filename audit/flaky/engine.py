@@ -196,20 +196,28 @@ class _Audit:
         budget = float(self.flaky_cfg.budget)
         return self.survey_end + self.handover / budget * (budget - self.survey_end)
 
+    def _may_hand_over(self) -> bool:
+        """A test is flaky for attribution to explain, and every test has run (or been skipped) at
+        least once: a test that never ran is worse news than a cause found a little later."""
+        tally = self.planner.tally.values()
+        missing = set(self.state.meta.get("missing", []))
+        return (any(t.flaky for t in tally)
+                and all(t.executions or t.skips or n in missing for n, t in self.planner.tally.items()))
+
     def _detection_end(self) -> float:
-        """The monotonic time detection should be done by: the handover once a test is flaky."""
+        """The monotonic time detection should be done by: the handover once it may hand over."""
         at = self._handover_at()
-        if at is not None and any(t.flaky for t in self.planner.tally.values()):
+        if at is not None and self._may_hand_over():
             return min(self.deadline, self.t0 - self.spent_before + at)
         return self.deadline
 
     def _handing_over(self) -> bool:
-        """Detection's share is spent and it found something for attribution to explain."""
+        """Detection's share is spent and it may hand over (:meth:`_may_hand_over`)."""
         at = self._handover_at()
         if at is None:
             return False
         spent = self.spent_before + time.monotonic() - self.t0
-        return spent >= at - self.planner.startup and any(t.flaky for t in self.planner.tally.values())
+        return spent >= at - self.planner.startup and self._may_hand_over()
 
     def _unit_done(self, res) -> None:
         unit = res.unit
@@ -313,7 +321,7 @@ def _evidence(verdicts, rate: float, workers: int) -> dict:
     """How many passes are weak evidence, and the executions (and seconds, at the durations
     measured, on this many workers) that would make every one of them strong."""
     needed = runs_to_bound(rate)
-    weak = [v for v in verdicts if v.evidence_strength == "weak"]
+    weak = [v for v in verdicts if v.verdict == "pass" and v.evidence_strength == "weak"]
     more = {v.nodeid: needed - v.executions for v in weak}
     seconds = sum(more[v.nodeid] * v.total_duration / max(1, v.executions) for v in weak)
     return {"rate": rate, "confidence": 0.95, "weak": len(weak), "more_executions": sum(more.values()),

@@ -291,18 +291,22 @@ class Planner:
         slow = [n for n in pending if self.slow(n) and n not in heavy]
         fast = [n for n in pending if not self.slow(n) and n not in heavy]
         slow_running = sum(1 for u in running if u.kind == "slow")
-        slow_turn = (slow or heavy) and (not fast or (slow_running < max(1, workers // 2)
-                                                      and (workers > 1 or self.turn % 2 == 1)))
+        # coverage first: once every fast test has run, slow tests that never ran get every worker
+        never_ran = [n for n in slow if not (self.tally[n].executions or self.tally[n].skips)]
+        fast_ran = all(self.tally[n].executions or self.tally[n].skips for n in fast)
+        slow_turn = (slow or heavy) and (not fast or (never_ran and fast_ran)
+                                         or (slow_running < max(1, workers // 2) and (workers > 1 or self.turn % 2 == 1)))
         self.turn += 1
         if slow_turn and heavy and (not slow or self.turn % 4 == 0):
             self.heavy_due = True
             return None if running else self.next_unit(seconds_left, workers, running)
+        busy = {n for u in running for n in u.tests}
         if slow_turn and slow:
-            return self._slow_unit(slow, seconds_left)
+            return self._slow_unit(slow, seconds_left, busy)
         if fast:
             rounds, caps = self._allocate(fast, seconds_left, workers)
             return self._unit(fast, rounds=rounds, seconds_left=seconds_left, caps=caps)
-        return self._slow_unit(slow, seconds_left) if slow else None
+        return self._slow_unit(slow, seconds_left, busy) if slow else None
 
     def _alone(self, nodeid: str, seconds_left: float) -> Unit:
         return self._unit([nodeid], rounds=1, seconds_left=seconds_left, caps={nodeid: 1}, kind="alone",
@@ -332,9 +336,10 @@ class Planner:
                                          max(SURVEY_SECONDS, SURVEY_SHARE * self.budget)))
         return unit
 
-    def _slow_unit(self, slow: list[str], seconds_left: float) -> Unit:
-        """Slow tests, least sampled first, one execution each, up to SLOW_UNIT seconds."""
-        ordered = sorted(slow, key=lambda n: (len(self.tally[n].units), self.tally[n].executions, n))
+    def _slow_unit(self, slow: list[str], seconds_left: float, busy=frozenset()) -> Unit:
+        """Slow tests, least sampled first (those not running in another unit before those that
+        are), one execution each, up to SLOW_UNIT seconds."""
+        ordered = sorted(slow, key=lambda n: (n in busy, len(self.tally[n].units), self.tally[n].executions, n))
         room = max(SLOW_UNIT, max(self.test_seconds[n] for n in ordered))
         chosen = []
         for n in ordered:

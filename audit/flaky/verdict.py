@@ -86,6 +86,8 @@ def summarise(nodeid: str, rows: list[dict], keep_settings: int = 10, evidence_r
     strength = None
     if verdict == "pass":
         strength = "strong" if upper_bound_no_failures(n) < evidence_rate else "weak"
+    elif verdict == "fail":   # failed every time: strong once that rules out a coin flip (rate > 50%, 95%)
+        strength = "strong" if clopper_pearson(k, n)[0] > 0.5 else "weak"
     return TestVerdict(
         nodeid=nodeid, verdict=verdict, executions=n, failures=k, skips=len(rows) - n,
         rate=rate(k, n), interval=clopper_pearson(k, n) if n else (0.0, 1.0),

@@ -228,7 +228,7 @@ class TestVerdict:
     evidence: str = ""
     total_duration: float = 0.0
     causes: list[Cause] = field(default_factory=list)
-    evidence_strength: str | None = None   # pass only: "strong" or "weak" (too few executions)
+    evidence_strength: str | None = None   # pass and fail: "strong" or "weak" (too few executions)
     not_run_reason: str | None = None
     writes: list[str] = field(default_factory=list)   # project files the test creates or changes
     timing: str | None = None   # flaky only: every failure was about time (audit.flaky.timing), and how

@@ -34,7 +34,6 @@ PIN_ARGS = ["--audit-enable", "--audit-seed-torch=0", "--audit-seed-numpy=0", "-
 NOT_SOURCE = {"tests", "test", "docs", "doc", "benchmarks", "examples", "scripts", "reports"}
 
 
-
 def neutral_args() -> list[str]:
     """Options every pytest run of a mutation audit gets, whatever the project's config says: mutmut's
     own copies (``mutants/``) are never collected, and coverage plugins from ``addopts`` stay off."""
@@ -42,7 +41,6 @@ def neutral_args() -> list[str]:
     if importlib.util.find_spec("pytest_cov"):  # only then is --no-cov an option pytest knows
         args.append("--no-cov")
     return args
-
 
 
 def cache_dir(root: Path) -> Path:

@@ -12,8 +12,9 @@ _STYLE = {"flaky": "bold yellow", "fail": "bold red", "error": "red", "not run":
 
 
 def verdict_text(test) -> str:
-    """``pass (weak evidence)`` for a pass whose executions do not bound its failure rate."""
-    return "pass (weak evidence)" if test.evidence_strength == "weak" else test.verdict
+    """``pass (weak evidence)`` for a pass whose executions do not bound its failure rate, ``fail (weak
+    evidence)`` for a test that failed every time but too few times to rule out a flake."""
+    return f"{test.verdict} (weak evidence)" if test.evidence_strength == "weak" else test.verdict
 
 
 def what_happened(test) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from audit.flaky.sources import FAMILIES
 
 PIN_SEEDS = (1234, 20261122, 777, 31337)      # pinned settings tried in turn until a test passes
 PIN_HASHSEEDS = ("1", "2", "3", "4")
+
+
+DEADLINE_GRACE = 3.0   # seconds a unit may run past the attribution deadline before it is stopped
 
 
 class Lab:
@@ -75,13 +79,15 @@ class Lab:
                     max_seconds=max(1.0, self.left()), plugins_off=list(self.plugins_off))
 
     def run(self, jobs: list) -> list:
-        """Run *jobs* (units, or callables for other work) in parallel; results in job order."""
+        """Run *jobs* (units, or callables for other work) in parallel; results in job order. The
+        budget holds: no unit starts after the deadline (its result is None), and units still
+        running a few seconds past it are stopped as Ctrl-C stops them, keeping their rows so far."""
         results: dict[int, object] = {}
         queue = list(enumerate(jobs))
         pool = Pool(self.workers)
 
         def next_job():
-            if not queue:
+            if not queue or self.left() <= 0:
                 return None
             i, job = queue.pop(0)
             if isinstance(job, Unit):
@@ -98,7 +104,13 @@ class Lab:
                     self.per_test[row["nodeid"]] = self.per_test.get(row["nodeid"], 0) + 1
 
         started = time.monotonic()
-        pool.run(next_job, on_result)
+        overtime = threading.Timer(max(0.0, self.left()) + DEADLINE_GRACE, pool.stop.set)
+        overtime.daemon = True
+        overtime.start()
+        try:
+            pool.run(next_job, on_result)
+        finally:
+            overtime.cancel()
         self.last_batch = time.monotonic() - started
         return [results.get(i) for i in range(len(jobs))]
 
