@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,13 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_project"
+
+# The Ctrl-C tests send SIGINT to an audit they started, as a terminal would. A suite started as a
+# background job of a shell without job control inherits SIGINT ignored, and so would every audit
+# it starts; a handler (unlike SIG_IGN) is not inherited across exec, so each child starts as from
+# a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
