@@ -199,10 +199,9 @@ class _Audit:
     def _may_hand_over(self) -> bool:
         """A test is flaky for attribution to explain, and every test has run (or been skipped) at
         least once: a test that never ran is worse news than a cause found a little later."""
-        tally = self.planner.tally.values()
         missing = set(self.state.meta.get("missing", []))
-        return (any(t.flaky for t in tally)
-                and all(t.executions or t.skips or n in missing for n, t in self.planner.tally.items()))
+        tally = self.planner.tally
+        return any(t.flaky for t in tally.values()) and all(t.ran or n in missing for n, t in tally.items())
 
     def _detection_end(self) -> float:
         """The monotonic time detection should be done by: the handover once it may hand over."""

@@ -149,6 +149,11 @@ class Tally:
         return self.failures > 0 and self.passes > 0
 
     @property
+    def ran(self) -> bool:
+        """Executed or skipped at least once."""
+        return bool(self.executions or self.skips)
+
+    @property
     def draws(self) -> bool:
         """Draws fresh randomness: it consumed an RNG and (once seen twice) left it in a
         different state under different seeds, so more executions can still vary it."""
@@ -292,8 +297,8 @@ class Planner:
         fast = [n for n in pending if not self.slow(n) and n not in heavy]
         slow_running = sum(1 for u in running if u.kind == "slow")
         # coverage first: once every fast test has run, slow tests that never ran get every worker
-        never_ran = [n for n in slow if not (self.tally[n].executions or self.tally[n].skips)]
-        fast_ran = all(self.tally[n].executions or self.tally[n].skips for n in fast)
+        never_ran = [n for n in slow if not self.tally[n].ran]
+        fast_ran = all(self.tally[n].ran for n in fast)
         slow_turn = (slow or heavy) and (not fast or (never_ran and fast_ran)
                                          or (slow_running < max(1, workers // 2) and (workers > 1 or self.turn % 2 == 1)))
         self.turn += 1

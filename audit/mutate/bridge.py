@@ -30,6 +30,7 @@ import mutmut
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from audit.errors import AuditError
+from audit.pytest_run import read_records
 
 MUTMUT_VERSION = "3.8.1"  # the one release whose internals this module was written against
 
@@ -455,32 +456,29 @@ def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
 
 def drawing_tests(rows_file: str) -> set[str]:
     """Tests whose stats-run execution drew from an RNG (the ml_audit plugin's rows)."""
-    path = Path(rows_file)
-    if not rows_file or not path.exists():
+    if not rows_file:
         return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows, _ = read_records(Path(rows_file))
     return {row["nodeid"] for row in rows if row.get("event") == "row" and row.get("drew_any")}
 
 
 RECHECK_BASE = 1   # seed base of the re-check rounds: every seed of every round derives from it
 
 
-def recheck_unit(tests: list[str], rounds: int) -> dict:
+def recheck_unit(tests: list[str], rounds: int):
     """The ml_audit plugin's unit for a kill's re-check: the killing tests, *rounds* times in one
     pytest session, torch/numpy/random seeded afresh each round (derived from RECHECK_BASE, so a
     re-check repeats), fixtures torn down between rounds, no stop at the first failure."""
     from audit.flaky.runner import Unit
 
-    return json.loads(Unit(id=0, tests=list(tests), order="given", seeds={f: "fresh" for f in ("torch", "numpy", "random")},
-                           seed_base=RECHECK_BASE, rounds=rounds, threads=[1], runs_without_draws=rounds,
-                           max_runs_per_test=rounds, stop_when_flaky=False).to_json())
+    return Unit(id=0, tests=list(tests), order="given", seeds={f: "fresh" for f in ("torch", "numpy", "random")},
+                seed_base=RECHECK_BASE, rounds=rounds, threads=[1], runs_without_draws=rounds,
+                max_runs_per_test=rounds, stop_when_flaky=False)
 
 
 def failing_rounds(rows_file: Path) -> int:
     """Rounds of a re-check in which a test failed."""
-    if not rows_file.exists():
-        return 0
-    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    rows, _ = read_records(rows_file)
     return len({row["round"] for row in rows if row.get("event") == "row" and row.get("klass") == "fail"})
 
 
@@ -501,7 +499,7 @@ def recheck_seeds(records: list[dict], spec: Spec) -> None:
 
     def job(index: int, name: str, tests: list[str]):
         unit, rows = folder / f"unit-{index}.json", folder / f"rows-{index}.jsonl"
-        unit.write_text(json.dumps(recheck_unit(tests, rounds)))
+        unit.write_text(recheck_unit(tests, rounds).to_json())
 
         def run() -> int:
             set_mutant_under_test(name)
