@@ -75,23 +75,3 @@ def test_reading_the_history_loads_no_mutmut_and_no_libcst():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'mutmut', 'libcst'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_seed_rechecks_run_side_by_side_and_keep_their_order(tmp_path):
-    import time
-
-    from audit.mutate.bridge import run_in_forks
-
-    def job(i):
-        def run():
-            (tmp_path / f"{i}.start").write_text(str(time.monotonic()))
-            time.sleep(0.5)
-            (tmp_path / f"{i}.end").write_text(str(time.monotonic()))
-            return i % 3
-        return run
-
-    assert run_in_forks([job(i) for i in range(4)], workers=2) == [0, 1, 2, 0]
-    spans = [(float((tmp_path / f"{i}.start").read_text()), float((tmp_path / f"{i}.end").read_text()))
-             for i in range(4)]
-    assert spans[1][0] < spans[0][1]   # the second began before the first ended: two at once
-    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) == 2   # never more than two

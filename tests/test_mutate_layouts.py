@@ -162,9 +162,16 @@ def test_a_stats_failure_without_a_failing_test_shows_pytests_reason():
     text = mutmut_failure({"phase": "stats", "exit_code": 2, "failed": {},
                            "collect_errors": {"tests/test_x.py": "ImportError: no module named x"},
                            "reason": "pytest exit 2 (interrupted or collection error)\ncollection error in "
-                                     "tests/test_x.py:\nImportError: no module named x"})
+                                     "tests/test_x.py:\nImportError: no module named x"}, Path("proj"))
     assert text.startswith("mutmut's stats run")
     assert "ImportError: no module named x" in text and "tests/test_x.py" in text
+    usage = mutmut_failure({"phase": "stats", "exit_code": 4, "failed": {}, "collect_errors": {},
+                            "reason": "pytest exit 4 (pytest usage error)"}, Path("proj"),
+                           "ERROR: unrecognized arguments: --frobnicate")
+    assert "pytest usage error" in usage and "unrecognized arguments: --frobnicate" in usage
+    empty = mutmut_failure({"phase": "stats", "exit_code": 5, "failed": {}, "collect_errors": {},
+                            "reason": "pytest exit 5 (no tests collected)"}, Path("proj"))
+    assert empty.startswith("no tests collected in proj")
 
 
 def test_coverage_from_addopts_is_off_in_mutmuts_runs(tmp_path):

@@ -101,6 +101,12 @@ class Spec:
         self.diagnostics: str = data.get("diagnostics", "")  # where a failing stats or clean run is described
         self.draws: str = data.get("draws", "")              # the stats run's plugin rows: which tests draw
         self.recheck_rounds: int = int(data.get("recheck_rounds", 0))  # other seeds a drawing test's kill is re-checked under
+        self.baseline: str = data.get("baseline", "")  # the tests failing in the run on unmutated code
+        # ``-m pytest ...`` that runs tests on the project itself, outside mutmut, to tell a failing
+        # suite from tests that fail only as mutmut runs them
+        self.check_args: list[str] = list(data.get("check_args", []))
+        self.untrampolined: str = data.get("untrampolined", "")  # where the tests left out so are written
+        self.left_out: list[str] = list(data.get("left_out", []))  # left out so by an earlier run
         self.names: list[str] = list(data.get("names", []))  # the mutants to check (a shard); empty: all
 
     @classmethod
@@ -258,13 +264,36 @@ def function_trampoline_arrangement(function: cst.FunctionDef, mutants, class_na
     return declaration, method_nodes, assignments, mutant_names
 
 
-def _function_diff(module: cst.Module, path: str, original: cst.FunctionDef, mutated: cst.FunctionDef) -> str:
-    """A unified diff of the whole file with one function mutated, so that ``patch -p1`` applies it
-    (a method keeps its class-body indentation, multi-line strings stay as they are)."""
-    before = module.code.splitlines(keepends=True)
-    after = cast(cst.Module, module.deep_replace(original, mutated.with_changes(name=original.name)))
-    lines = difflib.unified_diff(before, after.code.splitlines(keepends=True), f"a/{path}", f"b/{path}", n=1)
+def _function_diff(module: cst.Module, code: str, path: str, original: cst.FunctionDef,
+                   mutated: cst.FunctionDef, indent: str) -> str:
+    """A unified diff of the file *code* with one function mutated, so that ``patch -p1`` applies it.
+    The function is rendered where it stands (*indent*: its class body's indentation), so a method
+    keeps its indentation and multi-line strings stay as they are, and spliced into the file text."""
+    old, new = (_code_at(module, node, indent) for node in (original, mutated.with_changes(name=original.name)))
+    start = code.find(old)
+    if start < 0 or code.find(old, start + 1) >= 0:  # not found once: render the whole file instead
+        after = cast(cst.Module, module.deep_replace(original, mutated.with_changes(name=original.name))).code
+    else:
+        after = code[:start] + new + code[start + len(old):]
+    lines = difflib.unified_diff(code.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 f"a/{path}", f"b/{path}", n=1)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _code_at(module: cst.Module, node: cst.CSTNode, indent: str) -> str:
+    """*node*'s source as it reads at indentation *indent* in *module*."""
+    from libcst._nodes.internal import CodegenState
+
+    state = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline,
+                         indent_tokens=[indent] if indent else [])
+    node._codegen(state)
+    return "".join(state.tokens)
+
+
+def _class_indents(module: cst.Module) -> dict[str, str]:
+    """The body indentation of each top-level class (mutmut mutates their methods)."""
+    return {stmt.name.value: stmt.body.indent if stmt.body.indent is not None else module.default_indent
+            for stmt in module.body if isinstance(stmt, cst.ClassDef) and isinstance(stmt.body, cst.IndentedBlock)}
 
 
 def _replacement(module: cst.Module, node) -> str:
@@ -293,6 +322,7 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
     mutated_file = combine_mutations_to_source(module, visitor.mutations, visitor.ignored_classes,
                                                visitor.ignored_functions)
     records = []
+    text, indents = module.code, _class_indents(module)
     for mutant_name, mutation, mutated_function, class_name in _ARRANGED:
         operator, line, col, end_line, end_col = visitor.site[id(mutation)]
         function = mutation.contained_by_top_level_function
@@ -306,7 +336,8 @@ def generate(filename: str, code: str, operators: list[ops.Operator], allowed: s
             "end_column": end_col,
             "replacement": _replacement(module, mutation.mutated_node),
             "function": qualname,
-            "diff": _function_diff(module, filename, function, mutated_function),
+            "diff": _function_diff(module, text, filename, function, mutated_function,
+                                   indents.get(class_name, "") if class_name else ""),
         })
     _ARRANGED.clear()
     mutated_file = replace(mutated_file, hash_by_function_name=file_mutation._compute_mutated_function_hashes(
@@ -332,6 +363,7 @@ def mutate_file_contents(filename: str, code: str, covered_lines=None, coverage_
 # --------------------------------------------------------------------------- running
 
 HARNESS_SUFFIX = ".harness"  # beside a mutant's killers file: why its run gave no verdict
+SEEDS_SUFFIX = ".seeds"      # beside a mutant's killers file: its kill re-checked under other seeds
 HARNESS_ERROR = 39  # our exit code for a mutant's run that ended without a test verdict (mutmut knows no 39)
 _PYTEST_EXITS = {2: "interrupted or collection error", 3: "pytest internal error", 4: "pytest usage error",
                  5: "no tests collected"}
@@ -357,6 +389,29 @@ class _Recorder:
 
     def pytest_keyboard_interrupt(self, excinfo):
         self.interrupted = True
+
+
+def left_out() -> set[str]:
+    """Tests that fail only under the trampolines: known from an earlier run, or found by this
+    run's stats pass (in another forked child, hence the file)."""
+    if SPEC is None:
+        return set()
+    found = Path(SPEC.untrampolined) if SPEC.untrampolined else None
+    return {*SPEC.left_out, *(json.loads(found.read_text()) if found is not None and found.exists() else ())}
+
+
+class _LeaveOut:
+    """A pytest plugin deselecting the tests an earlier run found failing only under the trampolines
+    (pytest's own ``--deselect`` would change mutmut's config and so throw its cached verdicts away)."""
+
+    def __init__(self, nodeids):
+        self.nodeids = frozenset(nodeids)
+
+    def pytest_collection_modifyitems(self, config, items):
+        out = [item for item in items if item.nodeid in self.nodeids]
+        if out:
+            items[:] = [item for item in items if item.nodeid not in self.nodeids]
+            config.hook.pytest_deselected(items=out)
 
 
 def verdict_code(code: int, recorder: _Recorder) -> int:
@@ -389,15 +444,15 @@ class AuditPytestRunner(PytestRunner):
         order = {name: i for i, name in enumerate(state().duration_by_test)}
         tests = sorted(tests, key=lambda t: (order.get(t, len(order)), t))
         args = super()._pytest_args_regular_run(tests)
-        if _phase() == "stats":
-            args.remove("-x")  # find every test that cannot run under the trampolines, not just the first
+        if _phase() in ("coverage", "stats"):
+            args.remove("-x")  # find every failing test, not just the first
         return args
 
     def execute_pytest(self, params, **kwargs):
         from mutmut.runners.harness import BadTestExecutionCommandsException
 
         recorder = _Recorder()
-        kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder]
+        kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder, _LeaveOut(left_out())]
         if _phase() == "stats" and SPEC is not None and SPEC.draws:
             params = [*params, f"--audit-rows={SPEC.draws}"]  # the plugin notes which tests draw randomness
         self.recorder = recorder
@@ -409,22 +464,154 @@ class AuditPytestRunner(PytestRunner):
             _write_diagnostics(_phase(), code, recorder)
         return code
 
+    def collect_main_test_coverage(self, cov) -> int:
+        """mutmut's line-coverage run, the whole suite on the unmutated code before any trampoline:
+        the baseline a failing suite is told apart from tests that fail only under mutmut by."""
+        code = super().collect_main_test_coverage(cov)
+        if SPEC is not None and SPEC.baseline:
+            from audit.atomic import write_json
+
+            write_json(SPEC.baseline, {"exit_code": code, "failed": self.recorder.failed})
+        return code
+
+    def run_stats(self, *, tests) -> int:
+        """mutmut's stats run, where a test that fails although it passed on the unmutated code
+        fails only under the trampolines (``torch.jit.script`` of trampolined code,
+        ``inspect.getsource``, ...): it is left out of the run and noted."""
+        code = super().run_stats(tests=tests)
+        failed = dict(self.recorder.failed)
+        if code != 1 or not failed or self.recorder.collect_errors or not _baseline_passed(failed):
+            return code
+        from mutmut.state import state
+
+        for covering in state().tests_by_mangled_function_name.values():
+            covering.difference_update(failed)
+        for nodeid in failed:
+            state().duration_by_test.pop(nodeid, None)
+        if SPEC.diagnostics:
+            Path(SPEC.diagnostics).unlink(missing_ok=True)
+        leave_out(failed)
+        return 0
+
     def run_tests(self, *, mutant_name, tests) -> int:
         if not mutant_name:
             return super().run_tests(mutant_name=mutant_name, tests=tests)
         killers = Path(SPEC.killers_dir, mutant_name) if SPEC is not None else None
         if killers is not None:
             killers.unlink(missing_ok=True)  # a verdict from an earlier version of this mutant
-            Path(str(killers) + HARNESS_SUFFIX).unlink(missing_ok=True)
+            for suffix in (HARNESS_SUFFIX, SEEDS_SUFFIX):
+                Path(str(killers) + suffix).unlink(missing_ok=True)
         if mutant_name in _uncovered():
             return NO_TESTS
         code = super().run_tests(mutant_name=mutant_name, tests=tests)
         verdict = verdict_code(code, self.recorder)
         if killers is not None and verdict == 1:
-            killers.write_text("\n".join(self.recorder.failed))
+            killing = list(self.recorder.failed)
+            killers.write_text("\n".join(killing))
+            seeds = self.recheck(killing)
+            if seeds is not None:
+                Path(str(killers) + SEEDS_SUFFIX).write_text(json.dumps(seeds))
         elif killers is not None and verdict == HARNESS_ERROR:
             Path(str(killers) + HARNESS_SUFFIX).write_text(harness_reason(code, self.recorder))
         return verdict
+
+    def recheck(self, killing: list[str]) -> dict | None:
+        """Re-run a kill's tests that draw randomness under other seeds, in the mutant's own process
+        (the mutant still active), once per seed (the plugin's rounds): under how many of all the
+        seeds, the pinned one included, the mutant was killed. A kill under some seeds only is no
+        evidence that the suite catches the bug."""
+        import shutil
+        import tempfile
+
+        from mutmut.utils.file_utils import change_cwd
+
+        rounds = SPEC.recheck_rounds if SPEC is not None else 0
+        tests = [t for t in killing if t in drawing_tests(SPEC.draws if SPEC is not None else "")]
+        if not rounds or not tests:
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="ml-audit-recheck-"))
+        try:
+            unit, rows = folder / "unit.json", folder / "rows.jsonl"
+            unit.write_text(recheck_unit(tests, rounds).to_json())
+            args = [a for a in self._pytest_args_regular_run(tests) if a != "-x"]
+            with change_cwd("mutants"):
+                self.execute_pytest([*args, f"--audit-unit={unit}", f"--audit-rows={rows}"])
+            return {"seed_kills": 1 + failing_rounds(rows), "seed_runs": rounds + 1}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _baseline() -> dict | None:
+    path = Path(SPEC.baseline) if SPEC is not None and SPEC.baseline else None
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
+
+
+def _baseline_passed(tests) -> bool:
+    """Whether the run on unmutated code ran and none of *tests* failed in it."""
+    baseline = _baseline()
+    return baseline is not None and not set(tests) & set(baseline["failed"])
+
+
+def store_lines_covered_by_tests(original):
+    """mutmut's coverage step, then the baseline's verdict: a test that failed there and fails on
+    the project too stops the run (exit 1, the failing tests in the diagnostics: mutation testing
+    needs a green suite); one that passes on the project fails only as mutmut runs it (under its
+    coverage tracing, say) and is left out of the run."""
+    def store() -> None:
+        original()
+        baseline = _baseline()
+        if baseline is None or not baseline["failed"]:
+            return
+        failing = failing_unmutated(list(baseline["failed"]))
+        if failing:
+            from audit.atomic import write_json
+
+            write_json(SPEC.diagnostics, {"phase": "suite", "exit_code": baseline["exit_code"],
+                                          "failed": {t: baseline["failed"].get(t, "") for t in failing},
+                                          "collect_errors": {}, "reason": f"pytest exit {baseline['exit_code']}"})
+            raise SystemExit(1)
+        leave_out(baseline["failed"])
+    return store
+
+
+def leave_out(failed: dict[str, str]) -> None:
+    """Note *failed* (node id: report) as tests that fail only under mutmut, for the rest of this
+    run (``left_out``) and for the engine."""
+    if SPEC is None or not SPEC.untrampolined:
+        return
+    from audit.atomic import write_json
+
+    path = Path(SPEC.untrampolined)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    write_json(path, {**known, **failed})
+
+
+def failing_unmutated(tests: list[str]) -> list[str]:
+    """Which of *tests* fail on the project itself (the worker's folder, not ``mutants/``), run
+    in a fresh interpreter the one way ml-audit starts pytest, outside mutmut's environment."""
+    import re
+    import sys
+    import tempfile
+
+    from audit.pytest_run import kill_group, run_process
+
+    log = Path(tempfile.mkstemp(prefix="ml-audit-baseline-", suffix=".log")[1])
+    mutmuts = {name: os.environ.pop(name) for name in MUTMUT_ENV if name in os.environ}
+    try:
+        proc = run_process([sys.executable, *SPEC.check_args, "-rfE", *tests], cwd=Path.cwd(), log=log)
+    finally:
+        os.environ.update(mutmuts)
+    try:
+        code = proc.wait()
+        found = re.findall(r"^(?:FAILED|ERROR) (\S+)", log.read_text(errors="replace"), re.MULTILINE)
+        return [] if code == 0 else [t for t in tests if t in found] or list(tests)
+    finally:
+        if proc.returncode is None:  # interrupted meanwhile
+            kill_group(proc)
+        log.unlink(missing_ok=True)
+
+
+MUTMUT_ENV = ("MUTANT_UNDER_TEST", "PY_IGNORE_IMPORTMISMATCH", "MUTMUT_DEPENDENCY_DEPTH")  # what mutmut's runs set
 
 
 @functools.cache
@@ -437,11 +624,12 @@ def _uncovered() -> frozenset[str]:
 
 
 def _phase() -> str:
-    """Which of mutmut's runs this is: ``stats``, ``clean``, ``fail`` (forced fail) or ``mutant``."""
+    """Which of mutmut's runs this is: ``coverage`` (line coverage, before the trampolines), ``stats``,
+    ``clean``, ``fail`` (forced fail) or ``mutant``."""
     from mutmut.mutation.trampoline import get_mutant_under_test
 
     name = get_mutant_under_test()
-    return name if name in ("stats", "fail") else "clean" if not name else "mutant"
+    return {"stats": "stats", "fail": "fail", "mutant_generation": "coverage", "": "clean"}.get(name, "mutant")
 
 
 def _write_diagnostics(phase: str, code: int, recorder: _Recorder) -> None:
@@ -480,78 +668,6 @@ def failing_rounds(rows_file: Path) -> int:
     """Rounds of a re-check in which a test failed."""
     rows, _ = read_records(rows_file)
     return len({row["round"] for row in rows if row.get("event") == "row" and row.get("klass") == "fail"})
-
-
-def recheck_seeds(records: list[dict], spec: Spec) -> None:
-    """Re-run each mutant killed by a test that draws randomness under other seeds, with the mutant
-    active, and note in its record under how many of all the seeds (the pinned one included) it was
-    killed: a kill under some seeds only is no evidence that the suite catches the bug. One forked
-    pytest session per mutant runs its killing tests once per seed (the plugin's rounds), as many
-    sessions at a time as the spec's mutant workers."""
-    import shutil
-    import tempfile
-
-    from mutmut.mutation.trampoline import set_mutant_under_test
-    from mutmut.utils.file_utils import change_cwd
-
-    rounds = spec.recheck_rounds
-    folder = Path(tempfile.mkdtemp(prefix="ml-audit-recheck-"))
-
-    def job(index: int, name: str, tests: list[str]):
-        unit, rows = folder / f"unit-{index}.json", folder / f"rows-{index}.jsonl"
-        unit.write_text(recheck_unit(tests, rounds).to_json())
-
-        def run() -> int:
-            set_mutant_under_test(name)
-            runner = AuditPytestRunner()
-            args = [a for a in runner._pytest_args_regular_run(tests) if a != "-x"]
-            with change_cwd("mutants"):
-                return runner.execute_pytest([*args, f"--audit-unit={unit}", f"--audit-rows={rows}"])
-        return run, rows
-
-    drawing = drawing_tests(spec.draws)
-    checked = []
-    for record in records:
-        tests = [t for t in record["killed_by"] if t in drawing]
-        if record["mutmut_status"] == "killed" and tests and rounds:
-            checked.append((record, job(len(checked), record["id"], tests)))
-    try:
-        run_in_forks([run for _, (run, _) in checked], max(1, spec.max_children))
-        for record, (_, rows) in checked:
-            record.update(seed_kills=1 + failing_rounds(rows), seed_runs=rounds + 1)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def run_in_forks(jobs: list, workers: int, poll: float = 0.01) -> list[int]:
-    """Each job run in a forked child, up to *workers* at once; their exit codes, in job order."""
-    import time
-
-    codes: list = [None] * len(jobs)
-    running: dict[int, int] = {}
-    pending = list(enumerate(jobs))[::-1]
-    while pending or running:
-        while pending and len(running) < workers:
-            index, fn = pending.pop()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    code = fn()
-                except BaseException:
-                    code = 1
-                os._exit(code if isinstance(code, int) else 0)
-            running[pid] = index
-        done = [(pid, status) for pid, status in (_reaped(pid) for pid in list(running)) if status is not None]
-        for pid, status in done:
-            codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
-        if not done:
-            time.sleep(poll)
-    return codes
-
-
-def _reaped(pid: int) -> tuple[int, int | None]:
-    finished, status = os.waitpid(pid, os.WNOHANG)
-    return pid, (status if finished else None)
 
 
 def mutant_runner(max_workers: int = 1):
@@ -604,6 +720,8 @@ def install(spec: Spec, operators: list[ops.Operator], progress=None) -> None:
     from mutmut import __main__ as mutmut_main
 
     mutmut_main.mutate_file_contents = mutate_file_contents
+    mutmut_main.PytestRunner = AuditPytestRunner  # the coverage run's runner (its only use there)
+    mutmut_main.store_lines_covered_by_tests = store_lines_covered_by_tests(mutmut_main.store_lines_covered_by_tests)
     file_mutation.function_trampoline_arrangement = function_trampoline_arrangement
     mutmut_main.get_mutant_runner = mutant_runner
     if progress is not None:

@@ -88,25 +88,6 @@ def _failing_tests(output: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_suite(cfg, workdir: Path, extra: list[str]) -> None:
-    """Run the selected tests once, unmutated and pinned: mutation testing needs a green suite."""
-    run = PytestRun(cfg, options=["-q", "-rfE", *neutral_args(), *extra], plugins_off=["randomly"],
-                    env=FORK_SAFE_ENV, cwd=workdir)
-    outcome = run.run(keep_output=True)
-    out = outcome.output
-    if outcome.returncode == 0:
-        return
-    if outcome.returncode == 5:
-        raise AuditError(f"no tests collected in {cfg.root} (after tool.audit.mutate.deselect)")
-    failing = _failing_tests(out)
-    if failing:
-        listed = "\n  ".join(failing)
-        raise AuditError(f"the test suite fails before any mutation ({len(failing)} failing); fix these or "
-                         f"list them in tool.audit.mutate.deselect (pyproject.toml):\n  {listed}")
-    tail = "\n".join(out.strip().splitlines()[-25:])
-    raise AuditError(f"the test suite cannot run before mutation (pytest exit {outcome.returncode}):\n{tail}")
-
-
 def _allowed_lines(cfg, since: str, sources: list[str]) -> dict[str, list[int]]:
     changed = vcs.changed_lines(cfg.root, since)
     return {path: sorted(lines) for path, lines in changed.items()
@@ -132,67 +113,55 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
     tests_hash = _tree_hash(workdir, sources + ["mutants"])
     untrampolined = Untrampolined(scratch / "untrampolined.json", tests_hash)
     notes: list[str] = []
-    checked = False
-    while True:
-        deselected = [*settings.deselect, *untrampolined.tests]
-        deselect = [arg for nodeid in deselected for arg in ("--deselect", nodeid)]
-        pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *neutral_args(), *PIN_ARGS, *deselect]
-        fingerprint = {
-            "ml-audit": audit.__version__, "mutmut": MUTMUT_VERSION, "format": FORMAT, "operators": names,
-            "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
-            "sources": sources, "timeout": settings.timeout, "tests_and_config": tests_hash,
-        }
-        stamp = scratch / "fingerprint.json"
-        if not stamp.exists() or json.loads(stamp.read_text()) != fingerprint:
-            shutil.rmtree(workdir / "mutants", ignore_errors=True)  # cached verdicts no longer hold
-            shutil.rmtree(scratch / "killers", ignore_errors=True)
-            (scratch / "draws.jsonl").unlink(missing_ok=True)
-            stamp.unlink(missing_ok=True)
-
-        if not checked:
-            try:
-                check_suite(cfg, workdir, [*PIN_ARGS, *deselect])
-            except KeyboardInterrupt:  # before any mutant: nothing was measured
-                return MutateResult(project=str(cfg.root), mutants=[], operators=names, since=since,
-                                    fail_under=settings.fail_under, interrupted=True)
-            checked = True
-
-        # mutmut copies only the paths it mutates: everything else at the top goes along, the rest
-        # of a package whose modules are mutated one by one included (its __init__, its tests), or
-        # the tests would import an installed copy of the package, or find no tests at all
-        whole = {s.rstrip("/") for s in sources if len(Path(s).parts) == 1}
-        also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in whole and p.name != "mutants")
-        diagnostics = scratch / "diagnostics.json"
-        spec = {
-            "operators": names, "noisy": settings.noisy, "allowed_lines": allowed, "source_paths": sources,
-            "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
-            "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
-            "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
-            "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "recheck_rounds": settings.seed_rechecks,
-        }
-        (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
-        results = scratch / "results.json"
-        results.unlink(missing_ok=True)
-        diagnostics.unlink(missing_ok=True)
-        log = scratch / "mutmut.log"
-        if cfg.executor == "ray":
-            from audit.mutate.ray_shards import run_shards
-
-            interrupted = run_shards(cfg, spec, scratch, workdir, chosen, progress)
-        else:
-            interrupted = run_worker(scratch, workdir, log, progress)
-        failed = json.loads(diagnostics.read_text()) if diagnostics.exists() and not interrupted else None
-        if failed is None:
-            stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
-            break
+    deselect = [arg for nodeid in settings.deselect for arg in ("--deselect", nodeid)]
+    pytest_args = [*QUIET_ARGS, *cfg.pytest_args, *neutral_args(), *PIN_ARGS, *deselect]
+    fingerprint = {
+        "ml-audit": audit.__version__, "mutmut": MUTMUT_VERSION, "format": FORMAT, "operators": names,
+        "noisy": settings.noisy, "since": allowed, "pytest_args": pytest_args, "test_paths": cfg.test_paths,
+        "sources": sources, "timeout": settings.timeout, "tests_and_config": tests_hash,
+    }
+    stamp = scratch / "fingerprint.json"
+    if not stamp.exists() or json.loads(stamp.read_text()) != fingerprint:
+        shutil.rmtree(workdir / "mutants", ignore_errors=True)  # cached verdicts no longer hold
+        shutil.rmtree(scratch / "killers", ignore_errors=True)
+        (scratch / "draws.jsonl").unlink(missing_ok=True)
         stamp.unlink(missing_ok=True)
-        # The suite passed unmutated (check_suite): a test failing in mutmut's stats run fails
-        # because of the trampolines (torch.jit.script of trampolined code, inspect.getsource, ...).
-        if failed["phase"] == "stats" and failed["failed"] and not failed["collect_errors"] \
-                and not set(failed["failed"]) & set(deselected):
-            untrampolined.add(failed["failed"])
-            continue
-        raise AuditError(mutmut_failure(failed))
+
+    # mutmut copies only the paths it mutates: everything else at the top goes along, the rest
+    # of a package whose modules are mutated one by one included (its __init__, its tests), or
+    # the tests would import an installed copy of the package, or find no tests at all
+    whole = {s.rstrip("/") for s in sources if len(Path(s).parts) == 1}
+    also_copy = sorted(p.name for p in workdir.iterdir() if p.name not in whole and p.name != "mutants")
+    diagnostics, found = scratch / "diagnostics.json", scratch / "untrampolined-found.json"
+    baseline = scratch / "baseline.json"
+    check = PytestRun(cfg, options=["-q", *neutral_args(), *PIN_ARGS, *deselect], plugins_off=["randomly"],
+                      targets=[])
+    spec = {
+        "operators": names, "noisy": settings.noisy, "allowed_lines": allowed, "source_paths": sources,
+        "test_paths": list(cfg.test_paths), "pytest_args": pytest_args, "also_copy": also_copy,
+        "max_children": settings.max_children or os.cpu_count() or 1, "timeout": settings.timeout,
+        "killers_dir": str(scratch / "killers"), "results": str(scratch / "results.json"),
+        "diagnostics": str(diagnostics), "draws": str(scratch / "draws.jsonl"), "recheck_rounds": settings.seed_rechecks,
+        "check_args": check.command()[1:], "untrampolined": str(found), "left_out": untrampolined.tests,
+        "baseline": str(baseline),
+    }
+    (scratch / "spec.json").write_text(json.dumps(spec, indent=1))
+    results = scratch / "results.json"
+    for stale in (results, diagnostics, found, baseline):
+        stale.unlink(missing_ok=True)
+    log = scratch / "mutmut.log"
+    if cfg.executor == "ray":
+        from audit.mutate.ray_shards import run_shards
+
+        interrupted = run_shards(cfg, spec, scratch, workdir, chosen, progress)
+    else:
+        interrupted = run_worker(scratch, workdir, log, progress)
+    if found.exists():
+        untrampolined.add(json.loads(found.read_text()))
+    failed = json.loads(diagnostics.read_text()) if diagnostics.exists() and not interrupted else None
+    if failed is not None:
+        raise AuditError(mutmut_failure(failed, cfg.root, _tail(log)))
+    stamp.write_text(json.dumps(fingerprint))  # mutmut's verdicts so far hold for this fingerprint
     if untrampolined.tests:
         notes.append(untrampolined.note())
 
@@ -227,8 +196,8 @@ def run_mutate(cfg, progress: Progress | None = None) -> MutateResult:
 
 
 class Untrampolined:
-    """Tests that pass on the project but fail under mutmut's trampolines, kept per state of the tests
-    and config (a later run deselects them from the start instead of finding them again)."""
+    """Tests that pass on the project but fail as mutmut runs them, kept per state of the tests and
+    config (a later run leaves them out from the start instead of finding them again)."""
 
     def __init__(self, path: Path, tests_hash: str):
         self.path, self.tests_hash = path, tests_hash
@@ -245,8 +214,9 @@ class Untrampolined:
 
     def note(self) -> str:
         lines = [f"  {nodeid}: {_last_error_line(text)}" for nodeid, text in sorted(self.failures.items())]
-        return (f"{len(self.failures)} test(s) pass on the project but fail under mutmut's trampolines "
-                f"(e.g. torch.jit.script of mutated code); they were left out of mutation testing:\n"
+        return (f"{len(self.failures)} test(s) pass on the project but fail as mutmut runs them (under its "
+                f"trampolines, e.g. torch.jit.script of mutated code, or its coverage tracing); they were left "
+                f"out of mutation testing:\n"
                 + "\n".join(lines))
 
 
@@ -256,8 +226,15 @@ def _last_error_line(report: str) -> str:
     return (errors or lines or ["(no report)"])[-1][:200]
 
 
-def mutmut_failure(failed: dict, limit: int = 6000) -> str:
-    """The error for a failing stats or clean run: the failing tests by name, then their pytest reports."""
+def mutmut_failure(failed: dict, root: Path, log_tail: str = "", limit: int = 6000) -> str:
+    """The error for a suite that cannot be mutation-tested: the failing tests by name, then their
+    pytest reports; or, when no test failed, why pytest stopped and the end of mutmut's log."""
+    if failed["phase"] == "stats" and failed["exit_code"] == 5:
+        return f"no tests collected in {root} (after tool.audit.mutate.deselect)"
+    if failed["phase"] == "suite":
+        listed = "\n  ".join(failed["failed"])
+        return (f"the test suite fails before any mutation ({len(failed['failed'])} failing); fix these or "
+                f"list them in tool.audit.mutate.deselect (pyproject.toml):\n  {listed}")
     what = {"stats": "mutmut's stats run (the whole suite under its trampolines)",
             "clean": "mutmut's clean run (the covering tests under its trampolines, no mutant active)"}
     head = f"{what.get(failed['phase'], failed['phase'])} failed: {failed['reason'].splitlines()[0]}"
@@ -267,7 +244,5 @@ def mutmut_failure(failed: dict, limit: int = 6000) -> str:
         body = (f"{len(failed['failed'])} failing test(s); deselect them with tool.audit.mutate.deselect "
                 f"(pyproject.toml) if they cannot run under mutmut:\n  {names}\n\n{reports}")
     else:
-        body = failed["reason"]
+        body = "\n".join(filter(None, [failed["reason"], log_tail]))
     return f"{head}\n{body[:limit]}" + ("\n..." if len(body) > limit else "")
-
-

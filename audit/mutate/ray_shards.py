@@ -22,18 +22,21 @@ from audit.mutate.bridge import Spec, mutant_names
 
 def shard_job(spec: dict, names: list[str], *, where: Path, workdir: Path, stop=None, procs=None) -> dict:
     """On a worker: check the mutants *names* in the project copy *where*; the worker's results,
-    and its diagnostics when mutmut's stats or clean run failed."""
+    the tests it found failing only under the trampolines, and its diagnostics when mutmut's
+    stats or clean run failed."""
     from audit.mutate.launch import run_worker, tail
 
     workdir.mkdir(parents=True, exist_ok=True)
     mine = {**spec, "names": names, "max_children": 1, "killers_dir": str(workdir / "killers"),
             "results": str(workdir / "results.json"), "diagnostics": str(workdir / "diagnostics.json"),
-            "draws": str(workdir / "draws.jsonl")}
+            "draws": str(workdir / "draws.jsonl"), "untrampolined": str(workdir / "untrampolined.json"),
+            "baseline": str(workdir / "baseline.json")}
     (workdir / "spec.json").write_text(json.dumps(mine, indent=1))
     log = workdir / "mutmut.log"
     run_worker(workdir, where, log, None)
     read = (lambda p: json.loads(p.read_text()) if p.exists() else None)
     return {"names": names, "results": read(workdir / "results.json"),
+            "untrampolined": read(workdir / "untrampolined.json"),
             "diagnostics": read(workdir / "diagnostics.json"), "log": tail(log)}
 
 
@@ -64,8 +67,9 @@ def merge(done: list[dict], elapsed: float) -> dict:
 
 
 def run_shards(cfg, spec: dict, scratch: Path, workdir: Path, operators, progress=None) -> bool:
-    """Check *spec*'s mutants on the Ray cluster; writes the merged ``results`` (and the first
-    failing shard's ``diagnostics``) where the local worker would. True when Ctrl-C stopped it."""
+    """Check *spec*'s mutants on the Ray cluster; writes the merged ``results`` (the first failing
+    shard's ``diagnostics``, every shard's ``untrampolined``) where the local worker would. True
+    when Ctrl-C stopped it."""
     names = mutant_names(Spec(spec), operators, workdir)
     ex = executors.make(cfg, scratch / "work", cfg.mutate.max_children)
     start = time.monotonic()
@@ -85,6 +89,9 @@ def run_shards(cfg, spec: dict, scratch: Path, workdir: Path, operators, progres
         interrupted = True
     finally:
         ex.close()
+    found = {nodeid: report for d in done for nodeid, report in (d.get("untrampolined") or {}).items()}
+    if found:
+        write_json(Path(spec["untrampolined"]), found)
     failed = next((d["diagnostics"] for d in done if d["diagnostics"]), None)
     if failed is not None:
         write_json(Path(spec["diagnostics"]), failed)

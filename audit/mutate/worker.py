@@ -36,7 +36,7 @@ def guard_threads() -> None:
 
 def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
     """Every mutant's record joined with mutmut's verdict and the test that killed it."""
-    from audit.mutate.bridge import HARNESS_SUFFIX, SIDECAR_SUFFIX, mutmut_status
+    from audit.mutate.bridge import HARNESS_SUFFIX, SEEDS_SUFFIX, SIDECAR_SUFFIX, mutmut_status
 
     out = []
     for sidecar in sorted(mutants.rglob("*" + SIDECAR_SUFFIX)):
@@ -46,11 +46,14 @@ def collect(spec, mutants: Path = Path("mutants")) -> list[dict]:
         for record in data["mutants"]:
             code = exit_codes.get(record["id"])
             killer = Path(spec.killers_dir, record["id"])
-            harness = Path(str(killer) + HARNESS_SUFFIX)
+            harness, seeds = Path(str(killer) + HARNESS_SUFFIX), Path(str(killer) + SEEDS_SUFFIX)
             status = mutmut_status(code)
+            killed = killer.exists() and status == "killed"
             record.update(path=data["path"], exit_code=code, mutmut_status=status,
-                          killed_by=killer.read_text().splitlines() if killer.exists() and status == "killed" else [],
+                          killed_by=killer.read_text().splitlines() if killed else [],
                           reason=harness.read_text() if harness.exists() else "")
+            if killed and seeds.exists():
+                record.update(json.loads(seeds.read_text()))
             out.append(record)
     return out
 
@@ -59,7 +62,7 @@ def main(argv: list[str]) -> int:
     from audit.pytest_run import die_with_parent
 
     die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
-    from audit.mutate.bridge import NO_TESTS, Spec, install, nothing_covered, recheck_seeds, run_mutmut
+    from audit.mutate.bridge import NO_TESTS, Spec, install, nothing_covered, run_mutmut
     from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
@@ -89,11 +92,6 @@ def main(argv: list[str]) -> int:
         for record in mutants:
             record.update(exit_code=NO_TESTS, mutmut_status="no tests")
         exit_code = 0
-    if exit_code == 0:
-        try:
-            recheck_seeds(mutants, spec)
-        except KeyboardInterrupt:  # the verdicts stand; what was re-checked so far is kept
-            pass
     write_json(spec.results, {"exit_code": exit_code, "elapsed": elapsed, "mutants": mutants})
     return 0
 
