@@ -392,8 +392,8 @@ class _Recorder:
 
 
 def left_out() -> set[str]:
-    """Tests that fail only under the trampolines: known from an earlier run, or found by this
-    run's stats pass (in another forked child, hence the file)."""
+    """Tests that fail only as mutmut runs them: known from an earlier run, or found by this run's
+    coverage or stats pass (in another forked child, hence the file)."""
     if SPEC is None:
         return set()
     found = Path(SPEC.untrampolined) if SPEC.untrampolined else None
@@ -401,8 +401,8 @@ def left_out() -> set[str]:
 
 
 class _LeaveOut:
-    """A pytest plugin deselecting the tests an earlier run found failing only under the trampolines
-    (pytest's own ``--deselect`` would change mutmut's config and so throw its cached verdicts away)."""
+    """A pytest plugin deselecting the tests found failing only as mutmut runs them (pytest's own
+    ``--deselect`` would change mutmut's config and so throw its cached verdicts away)."""
 
     def __init__(self, nodeids):
         self.nodeids = frozenset(nodeids)
