@@ -115,6 +115,33 @@ def test_tests_that_cannot_run_under_trampolines_are_deselected_with_a_note_and_
     assert "test_not_under_mutmut" in " ".join(out.split())
 
 
+# A suite that imports "the installed library": the test puts an unmutated copy of the package first
+# on sys.path, the way torchsde's tests drop sys.path[0] to reach an editable install of the user's tree.
+INSTALLED_TESTS = '''
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "installed"))
+from toy.core import scale
+
+
+def test_scale():
+    assert scale([1, 2], 3) == [3, 6]
+'''
+
+
+def test_mutants_run_when_the_tests_import_an_installed_copy_of_the_package(tmp_path):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE,
+                                        "installed/toy/__init__.py": "", "installed/toy/core.py": CORE,
+                                        "tests/test_core.py": INSTALLED_TESTS,
+                                        "pyproject.toml": "[tool.audit.mutate]\npaths_to_mutate = ['toy']\n"})
+    assert main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert [(m["function"], m["status"], m["killed_by"]) for m in data["mutants"]] == [
+        ("scale", "killed", ["tests/test_core.py::test_scale"])]
+
+
 CLEAN_RUN_TESTS = '''
 import os
 from toy.core import scale

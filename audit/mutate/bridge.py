@@ -708,6 +708,32 @@ def configure(spec: Spec) -> Config:
     )
 
 
+class MutantsFirst:
+    """A meta path finder, first in ``sys.meta_path``, that resolves the mutated top-level packages
+    to mutmut's copy whatever the tests do to ``sys.path``: a suite that imports "the installed
+    library" (torchsde's tests drop ``sys.path[0]`` for it) would otherwise get an editable
+    install of the user's tree, and no mutant would ever run."""
+
+    def __init__(self, roots: dict[str, Path]):
+        self.roots = roots  # top-level name: the folder in mutants/ it is imported from
+
+    @classmethod
+    def for_sources(cls, sources: list[str], mutants: Path) -> "MutantsFirst":
+        roots = {}
+        for source in sources:
+            parts = Path(source).parts
+            under_src = len(parts) > 1 and parts[0] == "src"
+            top = parts[1] if under_src else parts[0]
+            roots[top.removesuffix(".py")] = mutants / "src" if under_src else mutants
+        return cls(roots)
+
+    def find_spec(self, fullname, path=None, target=None):
+        from importlib.machinery import PathFinder
+
+        root = self.roots.get(fullname)
+        return PathFinder.find_spec(fullname, [str(root)]) if root is not None else None
+
+
 def install(spec: Spec, operators: list[ops.Operator], progress=None) -> None:
     """Patch mutmut for this process (the worker) and configure it from *spec*, with *operators*."""
     global SPEC
@@ -736,6 +762,9 @@ def install(spec: Spec, operators: list[ops.Operator], progress=None) -> None:
 
         mutmut_main.print_stats = print_stats
     os.makedirs(spec.killers_dir, exist_ok=True)
+    import sys
+
+    sys.meta_path.insert(0, MutantsFirst.for_sources(spec.source_paths, Path.cwd() / "mutants"))
 
 
 def run_mutmut(max_children: int, names: list[str] = ()) -> int:
