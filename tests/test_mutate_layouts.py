@@ -142,6 +142,31 @@ def test_mutants_run_when_the_tests_import_an_installed_copy_of_the_package(tmp_
         ("scale", "killed", ["tests/test_core.py::test_scale"])]
 
 
+# A test module that trims sys.path at import, as each of torchsde's drops sys.path[0]: harmless once
+# pytest has loaded its plugins, but mutmut's fork server imports the tests before forking each mutant.
+TRIMMING_TESTS = '''
+import sys
+
+sys.path[:] = [p for p in sys.path if "site-packages" not in p]
+from toy.core import scale
+
+
+def test_scale():
+    assert scale([1, 2], 3) == [3, 6]
+'''
+
+
+def test_mutants_run_when_a_test_module_trims_sys_path_at_import(tmp_path):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE,
+                                        "tests/test_core.py": TRIMMING_TESTS,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"})
+    assert main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert [(m["status"], m["killed_by"], m["reason"]) for m in data["mutants"]] == [
+        ("killed", ["tests/test_core.py::test_scale"], "")]
+
+
 CLEAN_RUN_TESTS = '''
 import os
 from toy.core import scale

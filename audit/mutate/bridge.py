@@ -449,8 +449,12 @@ class AuditPytestRunner(PytestRunner):
         return args
 
     def execute_pytest(self, params, **kwargs):
+        import sys
+
         from mutmut.runners.harness import BadTestExecutionCommandsException
 
+        if SYS_PATH:  # as the worker had it before any test module ran (see mutant_runner)
+            sys.path[:] = SYS_PATH
         recorder = _Recorder()
         kwargs["plugins"] = [*kwargs.get("plugins", ()), recorder, _LeaveOut(left_out())]
         if _phase() == "stats" and SPEC is not None and SPEC.draws:
@@ -670,11 +674,22 @@ def failing_rounds(rows_file: Path) -> int:
     return len({row["round"] for row in rows if row.get("event") == "row" and row.get("klass") == "fail"})
 
 
+SYS_PATH: list[str] = []
+
+
 def mutant_runner(max_workers: int = 1):
-    """A fork server: the process that forks mutants never ran a test, so none inherits a polluted state."""
+    """A fork server: the process that forks mutants never ran a test, so none inherits a polluted state.
+
+    The fork server itself imports the test modules once (mutmut's warm-up), and a module that trims
+    ``sys.path`` at import (torchsde's drop ``sys.path[0]``, once per module) would leave every forked
+    mutant without the standard library or site-packages: each pytest run starts from the worker's
+    ``sys.path`` as it is here, before any test ran."""
+    import sys
+
     from mutmut.configuration import config
     from mutmut.workers.isolation import ForkServerRunner
 
+    SYS_PATH[:] = sys.path
     cfg = config()
     return ForkServerRunner(max_workers=max(1, max_workers), test_runner_class=AuditPytestRunner,
                             test_runner_args={}, debug=cfg.debug, max_restarts=cfg.max_forkserver_restarts)
