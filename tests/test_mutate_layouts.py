@@ -167,6 +167,31 @@ def test_mutants_run_when_a_test_module_trims_sys_path_at_import(tmp_path):
         ("killed", ["tests/test_core.py::test_scale"], "")]
 
 
+# Parametrize values from a generator, as in torchsde's tests: consumed by the first collection, so
+# a second collection of the same module object (mutmut's fork server imported it) finds no test.
+GENERATOR_TESTS = '''
+import pytest
+from toy.core import scale
+
+
+@pytest.mark.parametrize("factor", (f for f in (2, 3)))
+def test_scale(factor):
+    assert scale([1, 2], factor) == [factor, 2 * factor]
+'''
+
+
+def test_mutants_run_when_parametrize_values_come_from_a_generator(tmp_path):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE,
+                                        "tests/test_core.py": GENERATOR_TESTS,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"
+                                                          "filterwarnings = ['ignore::DeprecationWarning']\n"})
+    assert main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert [(m["status"], m["killed_by"], m["reason"]) for m in data["mutants"]] == [
+        ("killed", ["tests/test_core.py::test_scale[2]"], "")]
+
+
 CLEAN_RUN_TESTS = '''
 import os
 from toy.core import scale

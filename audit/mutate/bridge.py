@@ -508,6 +508,9 @@ class AuditPytestRunner(PytestRunner):
         if mutant_name in _uncovered():
             return NO_TESTS
         code = super().run_tests(mutant_name=mutant_name, tests=tests)
+        if code == 4 and forget_test_modules():  # tests not found: collected afresh, they may be
+            self.refreshed = True
+            code = super().run_tests(mutant_name=mutant_name, tests=tests)
         verdict = verdict_code(code, self.recorder)
         if killers is not None and verdict == 1:
             killing = list(self.recorder.failed)
@@ -533,16 +536,42 @@ class AuditPytestRunner(PytestRunner):
         tests = [t for t in killing if t in drawing_tests(SPEC.draws if SPEC is not None else "")]
         if not rounds or not tests:
             return None
+        if getattr(self, "refreshed", False):
+            forget_test_modules()
         folder = Path(tempfile.mkdtemp(prefix="ml-audit-recheck-"))
         try:
             unit, rows = folder / "unit.json", folder / "rows.jsonl"
             unit.write_text(recheck_unit(tests, rounds).to_json())
             args = [a for a in self._pytest_args_regular_run(tests) if a != "-x"]
             with change_cwd("mutants"):
-                self.execute_pytest([*args, f"--audit-unit={unit}", f"--audit-rows={rows}"])
+                code = self.execute_pytest([*args, f"--audit-unit={unit}", f"--audit-rows={rows}"])
+            if code not in (0, 1):  # the re-check itself could not run: the kill stands unchecked
+                return None
             return {"seed_kills": 1 + failing_rounds(rows), "seed_runs": rounds + 1}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def forget_test_modules() -> bool:
+    """Drop the test modules and conftests that the fork server imported (mutmut's warm-up
+    collection) from ``sys.modules``, so that the next collection runs them afresh: a module whose
+    ``parametrize`` values are a generator (torchsde's) yields no test the second time it is
+    collected, and every mutant run then stops with "not found". True when there were any."""
+    import fnmatch
+    import sys
+
+    root = (Path.cwd() / "mutants").resolve()
+    names = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or not Path(file).resolve().is_relative_to(root):
+            continue
+        rel = Path(file).resolve().relative_to(root).as_posix()
+        if any(fnmatch.fnmatch(rel, pattern) for pattern in TEST_FILES):
+            names.append(name)
+    for name in names:
+        del sys.modules[name]
+    return bool(names)
 
 
 def _baseline() -> dict | None:
