@@ -83,6 +83,29 @@ def test_src_layout_reruns_unconfigured_never_mutates_tests_and_an_internal_erro
     assert "without a verdict" in out.out and "pytest exit 3" in out.out
 
 
+# pytest's internal error in every mutant's run while TOY_BREAK is set (a broken plugin, say)
+BREAKING_CONFTEST = '''
+import os
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("TOY_BREAK") and "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+        raise RuntimeError("broken harness")
+'''
+
+
+def test_a_mutant_without_a_verdict_is_checked_again_by_the_next_run(tmp_path, monkeypatch):
+    project = write(tmp_path / "proj", {"toy/__init__.py": "", "toy/core.py": CORE, "tests/test_core.py": TESTS,
+                                        "tests/conftest.py": BREAKING_CONFTEST,
+                                        "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\n"})
+    statuses = []
+    for broken in ("1", ""):
+        monkeypatch.setenv("TOY_BREAK", broken)
+        main(["mutate", str(project), "--operators", "mutmut_swap_op", "--no-record", "--json", str(tmp_path / "m.json")])
+        statuses.append([m["status"] for m in json.loads((tmp_path / "m.json").read_text())["mutants"]])
+    assert statuses == [["harness_error"], ["killed"]]
+
+
 # A test that passes under plain pytest and fails under mutmut (it sees mutmut's MUTANT_UNDER_TEST),
 # the way pytorch-crf's torch.jit.script tests fail on trampolined methods ("Can't redefine method").
 UNDER_MUTMUT_TESTS = '''

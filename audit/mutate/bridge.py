@@ -856,6 +856,24 @@ def mutant_names(spec: Spec, operators: list[ops.Operator], root: Path) -> list[
     return names
 
 
+def forget_harness_errors(mutants: Path = Path("mutants")) -> int:
+    """Mark the mutants whose last run gave no verdict (``HARNESS_ERROR``) as not checked in
+    mutmut's ``.meta`` files, so that this run checks them again instead of keeping a result that
+    says nothing about the mutant; how many there were."""
+    from audit.atomic import write_json
+
+    count = 0
+    for meta in mutants.rglob("*.meta"):
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        stale = [key for key, code in codes.items() if code == HARNESS_ERROR]
+        if stale:
+            codes.update(dict.fromkeys(stale))
+            write_json(meta, data)
+            count += len(stale)
+    return count
+
+
 def mutmut_status(exit_code: int | None) -> str:
     """mutmut's name for a mutant's exit code (``mutmut.stats.status_by_exit_code``)."""
     from mutmut.stats import status_by_exit_code

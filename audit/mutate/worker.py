@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     from audit.pytest_run import die_with_parent
 
     die_with_parent()  # before mutmut and torch load: a parent killed meanwhile takes this process along
-    from audit.mutate.bridge import NO_TESTS, Spec, install, nothing_covered, run_mutmut
+    from audit.mutate.bridge import NO_TESTS, Spec, forget_harness_errors, install, nothing_covered, run_mutmut
     from audit.mutate.registry import select
 
     spec = Spec(json.loads(Path(argv[1]).read_text()))
@@ -78,6 +78,7 @@ def main(argv: list[str]) -> int:
                 pass
 
     guard_threads()
+    forget_harness_errors()
     install(spec, select(",".join(spec.operators)), progress)
     start = time.monotonic()
     try:
