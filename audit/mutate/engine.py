@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -77,15 +76,6 @@ def _tree_hash(root: Path, skip_prefixes: list[str]) -> str:
                 continue
             digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-def _failing_tests(output: str) -> list[str]:
-    names = []
-    for line in output.splitlines():
-        match = re.match(r"^(FAILED|ERROR) (\S+)", line)
-        if match:
-            names.append(match.group(2))
-    return list(dict.fromkeys(names))
 
 
 def _allowed_lines(cfg, since: str, sources: list[str]) -> dict[str, list[int]]:
