@@ -198,6 +198,20 @@ def test_slow_tests_that_never_ran_get_every_worker_once_the_fast_ones_have_run(
     assert p.next_unit(500, 2, running=[first]).kind == "fast"
 
 
+def test_slow_tests_wait_after_their_first_pass_until_the_drawing_fast_tests_reach_the_floor():
+    from audit.flaky.plan import DRAWING_FLOOR
+    slow, fast = TESTS[0], TESTS[1:]
+    p = Planner(TESTS, axes(), master_seed=1, budget=150.0,
+                durations={slow: 20.0, **{t: 0.01 for t in fast}})
+    p.record([row(slow, 1, duration=20.0)] + [row(t, 1, drew=True) for t in fast])   # one pass each
+    kinds = [p.next_unit(500, 2, running=[]).kind for _ in range(6)]
+    assert kinds == ["fast"] * 6
+    plan = p.describe(seconds_left=150.0, workers=2)
+    assert plan["fast"]["drawing"] == 5 and plan["fast"]["drawing_executions_each"] >= DRAWING_FLOOR
+    p.record([row(t, 2 + i, drew=True) for t in fast for i in range(DRAWING_FLOOR)])
+    assert "slow" in [p.next_unit(500, 2, running=[]).kind for _ in range(4)]
+
+
 def test_a_test_that_needs_much_of_the_memory_runs_alone():
     p = Planner(TESTS[:3], axes(), master_seed=1, durations={t: 0.01 for t in TESTS[:3]}, memory_mb=1000.0)
     p.record([row(TESTS[0], 1, peak_rss_mb=500.0), row(TESTS[1], 1, peak_rss_mb=50.0),
@@ -285,3 +299,19 @@ def test_one_warm_up_execution_does_not_keep_a_fast_test_slow():
     assert p.slow(TESTS[1])              # a test that is slow every time stays slow
     p.record([row(TESTS[0], 2, duration=0.9)] + [row(TESTS[0], 3 + i, duration=0.05) for i in range(3)])
     assert p.test_seconds[TESTS[0]] == pytest.approx(0.055)  # the warm-up and one outlier barely count
+
+
+def test_detection_holds_the_handover_for_starved_drawing_tests_but_leaves_attribution_its_floor():
+    import time
+    from types import SimpleNamespace as NS
+    from audit.flaky.engine import ATTRIBUTION_FLOOR, _Audit
+    from audit.flaky.plan import DRAWING_FLOOR
+    p = Planner(TESTS, axes(), master_seed=1, durations={t: 0.01 for t in TESTS})
+    p.record([row(TESTS[0], 1), row(TESTS[0], 2, "fail")] + [row(t, 1, drew=True) for t in TESTS[1:]])
+    audit = NS(planner=p, state=NS(meta={}), spent_before=0.0, t0=time.monotonic(), flaky_cfg=NS(budget=150.0))
+    assert not _Audit._may_hand_over(audit)                  # a flaky test, but the drawing ones have 1 each
+    audit.spent_before = (1 - ATTRIBUTION_FLOOR) * 150.0
+    assert _Audit._may_hand_over(audit)                      # attribution keeps its floor of the budget
+    audit.spent_before = 0.0
+    p.record([row(t, 3 + i, drew=True) for t in TESTS[1:] for i in range(DRAWING_FLOOR)])
+    assert _Audit._may_hand_over(audit)

@@ -35,6 +35,9 @@ REPRO_TIMEOUT = 120.0
 # error, nothing collected): the project is broken, so the audit stops. A unit we killed (stalled
 # under load) or that crashed is recorded and the audit goes on.
 PYTEST_FAILED_TO_RUN = (2, 3, 4, 5)
+# the least share of the budget attribution keeps when detection holds the handover back for
+# fast tests that draw randomness and are still short of the planner's floor of executions
+ATTRIBUTION_FLOOR = 0.2
 
 
 class _Audit:
@@ -197,11 +200,18 @@ class _Audit:
         return self.survey_end + self.handover / budget * (budget - self.survey_end)
 
     def _may_hand_over(self) -> bool:
-        """A test is flaky for attribution to explain, and every test has run (or been skipped) at
-        least once: a test that never ran is worse news than a cause found a little later."""
+        """A test is flaky for attribution to explain, every test has run (or been skipped) at
+        least once (a test that never ran is worse news than a cause found a little later), and
+        every fast test that draws randomness has the planner's floor of executions, unless
+        waiting for that would leave attribution less than ATTRIBUTION_FLOOR of the budget."""
         missing = set(self.state.meta.get("missing", []))
-        tally = self.planner.tally
-        return any(t.flaky for t in tally.values()) and all(t.ran or n in missing for n, t in tally.items())
+        planner = self.planner
+        tally = planner.tally
+        if not (any(t.flaky for t in tally.values()) and all(t.ran or n in missing for n, t in tally.items())):
+            return False
+        fast = [n for n in planner.pending() if not planner.slow(n) and not planner.heavy(n)]
+        spent = self.spent_before + time.monotonic() - self.t0
+        return not planner.starved(fast) or spent >= (1 - ATTRIBUTION_FLOOR) * float(self.flaky_cfg.budget)
 
     def _detection_end(self) -> float:
         """The monotonic time detection should be done by: the handover once it may hand over."""

@@ -8,8 +8,9 @@ tally per test and, each time a worker is free, builds the next ``Unit``:
 
 * *fast* units hold every fast test that is still worth running, with as many rounds as pay for
   the interpreter's start-up, most of them for the tests that draw fresh randomness;
-* *slow* tests take turns in units of their own (at most half the workers at a time), so a few
-  20-second tests never starve the fast ones;
+* *slow* tests take turns in units of their own, so a few 20-second tests never starve the fast
+  ones: once each has run, they wait until every fast test that draws randomness has
+  DRAWING_FLOOR executions, and then take at most half the workers;
 * a test whose memory would crowd the machine, and a rerun of one that hung or crashed under
   load, runs *alone* (``Unit.exclusive``): nothing else runs beside it.
 
@@ -43,6 +44,10 @@ UNIT_TARGET = 100
 # seeds miss a hash-seed flake of rate 10% with chance 4%, one of rate 50% with chance 2e-9
 HASHSEED_TARGET = 30
 MAX_ROUNDS = 60
+# executions every fast test that draws randomness gets before slow tests take more than one
+# pass (coverage first, then value per second): 0 failures in 50 bound a rate below 6% (95%),
+# and a 10% RNG flake is missed with chance 5e-3; a second 20 s execution proves far less
+DRAWING_FLOOR = 50
 MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first round
 # in-process repetition per unit, relative to its start-up: more finds rare RNG flakes sooner,
 # less buys more interpreters (hash seeds, orders, determinism)
@@ -299,8 +304,8 @@ class Planner:
         # coverage first: once every fast test has run, slow tests that never ran get every worker
         never_ran = [n for n in slow if not self.tally[n].ran]
         fast_ran = all(self.tally[n].ran for n in fast)
-        slow_turn = (slow or heavy) and (not fast or (never_ran and fast_ran)
-                                         or (slow_running < max(1, workers // 2) and (workers > 1 or self.turn % 2 == 1)))
+        shared = not self.starved(fast) and slow_running < max(1, workers // 2) and (workers > 1 or self.turn % 2 == 1)
+        slow_turn = (slow or heavy) and (not fast or (never_ran and fast_ran) or shared)
         self.turn += 1
         if slow_turn and heavy and (not slow or self.turn % 4 == 0):
             self.heavy_due = True
@@ -316,6 +321,16 @@ class Planner:
     def _alone(self, nodeid: str, seconds_left: float) -> Unit:
         return self._unit([nodeid], rounds=1, seconds_left=seconds_left, caps={nodeid: 1}, kind="alone",
                           exclusive=True)
+
+    def starved(self, fast: list[str]) -> list[str]:
+        """Fast tests that draw randomness and have fewer than DRAWING_FLOOR executions."""
+        floor = min(DRAWING_FLOOR, self.exec_target)
+        return [n for n in fast if self.tally[n].draws and self.tally[n].executions < floor]
+
+    def allowance(self, first_round: float) -> float:
+        """Seconds of a fast unit's repetitions beyond its first round: a share of what the unit
+        costs anyway (start-up and that round), at least a second, at most MAX_IN_PROCESS."""
+        return min(max(IN_PROCESS_SHARE * (self.startup + first_round), 1.0), MAX_IN_PROCESS)
 
     def slow_threshold(self) -> float:
         return max(SLOW_TEST, SLOW_SHARE * self.budget)
@@ -366,8 +381,8 @@ class Planner:
 
         Every test runs once per thread count. Tests that draw fresh randomness then get more,
         always to the one with the fewest executions so far (weighing slow tests by their
-        cost), until the unit's in-process time reaches IN_PROCESS_SHARE of its start-up time
-        (at most MAX_IN_PROCESS seconds); no test gets more than the remaining units need.
+        cost), for the time ``allowance`` gives the unit; no test gets more than the remaining
+        units need.
         """
         floor = 1   # thread counts then alternate between interpreters (thread_offset)
         caps = {n: floor for n in tests}
@@ -378,11 +393,11 @@ class Planner:
                 caps[n] = 2   # a second execution shows whether its draws vary with the seed
         spent = sum(cost[n] * caps[n] for n in tests)
         drawing = [n for n in tests if self.tally[n].draws and self.tally[n].executions]
-        allowance = min(max(IN_PROCESS_SHARE * self.startup, 1.0), MAX_IN_PROCESS)
+        allowance = self.allowance(sum(cost[n] * floor for n in tests))
         if self.exec_target and drawing:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}
             # do not plan beyond what the remaining units can reach anyway
-            units_left = max(1.0, workers * seconds_left / (self.startup + allowance))
+            units_left = max(1.0, workers * seconds_left / (self.startup + spent + allowance))
             # no test may take more than twice its fair share of the unit's time
             fair = 2 * allowance / len(drawing)
             want = {n: max(floor, min(need[n], math.ceil(need[n] / units_left) * 2,
@@ -444,8 +459,9 @@ class Planner:
     # ---- what the budget can reach -----------------------------------------------------
     def describe(self, seconds_left: float, workers: int) -> dict:
         """The plan once every test's duration is known: the suite's pass time, how its tests
-        divide into fast, slow and alone, and about how many executions each kind will get in
-        the time left, with the failure rate a clean record of that many would bound."""
+        divide into fast, slow and alone, and about how many executions each kind will have had
+        (the fewest so far, plus what the time left gives), with the failure rate a clean record
+        of that many would bound."""
         heavy = [n for n in self.tests if self.heavy(n)]
         slow = [n for n in self.tests if self.slow(n) and n not in heavy]
         fast = [n for n in self.tests if n not in slow and n not in heavy]
@@ -458,16 +474,35 @@ class Planner:
             slow_share = max(1, workers // 2) / workers if workers > 1 else 0.5
         slow_pass = sum(self.test_seconds[n] for n in slow + heavy)
         slow_units = max(1, math.ceil(slow_pass / SLOW_UNIT)) + len(heavy)
-        slow_runs = int(worker_seconds * slow_share / (slow_pass + slow_units * self.startup)) if slow_pass else 0
+        slow_cost = slow_pass + slow_units * self.startup     # worker seconds of one pass of them
         cost = {n: self.test_seconds[n] + self.overhead for n in fast}
-        allowance = min(max(IN_PROCESS_SHARE * self.startup, 1.0), MAX_IN_PROCESS)
-        fast_units = int(worker_seconds * (1 - slow_share) / (self.startup + sum(cost.values()) + allowance)) if fast else 0
         drawing = [n for n in fast if self.tally[n].draws]
-        per_unit = 1 + allowance / max(sum(cost[n] for n in drawing), 1e-3) if drawing else 1
-        fast_runs = min(fast_units, self.unit_target)
-        drawing_runs = min(int(fast_units * min(per_unit, MAX_ROUNDS)), self.exec_target)
+        allowance = self.allowance(sum(cost.values()))
+        unit_cost = self.startup + sum(cost.values()) + allowance
+        per_unit = min(1 + allowance / max(sum(cost[n] for n in drawing), 1e-3), MAX_ROUNDS) if drawing else 1
+        # coverage first: a slow test that has not run gets its pass; then the fast tests get
+        # every worker until those that draw reach the floor; then the two share the workers
+        def had(tests):
+            return min((self.tally[n].executions for n in tests), default=0)
+
+        slow_runs = 0
+        if slow_pass and any(not self.tally[n].ran for n in slow + heavy):
+            worker_seconds = max(0.0, worker_seconds - slow_cost)
+            slow_runs = 1
+        fast_units = 0.0
+        if fast and drawing and slow_share < 1.0:
+            short = max(0, min(DRAWING_FLOOR, self.exec_target) - min(self.tally[n].executions for n in drawing))
+            first = min(worker_seconds / unit_cost, math.ceil(short / per_unit))
+            fast_units, worker_seconds = first, worker_seconds - first * unit_cost
+        if slow_pass:
+            slow_runs += int(worker_seconds * slow_share / slow_cost)
+        if fast:
+            fast_units += worker_seconds * (1 - slow_share) / unit_cost
+        fast_runs = min(int(fast_units), self.unit_target)
+        drawing_runs = min(int(fast_units * per_unit) + had(drawing), self.exec_target)
 
         def kind(tests, runs):
+            runs += had(tests)
             return {"tests": len(tests), "seconds": round(sum(self.test_seconds[n] for n in tests), 2),
                     "executions_each": runs, "rate_bound": round(upper_bound_no_failures(runs), 4)}
 
