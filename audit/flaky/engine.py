@@ -37,7 +37,7 @@ REPRO_TIMEOUT = 120.0
 PYTEST_FAILED_TO_RUN = (2, 3, 4, 5)
 # the least share of the budget attribution keeps when detection holds the handover back for
 # fast tests that draw randomness and are still short of the planner's floor of executions
-ATTRIBUTION_FLOOR = 0.2
+ATTRIBUTION_FLOOR = 0.25
 
 
 class _Audit:
