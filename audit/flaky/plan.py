@@ -7,7 +7,8 @@ split across the workers, unless the history store already knows the durations),
 tally per test and, each time a worker is free, builds the next ``Unit``:
 
 * *fast* units hold every fast test that is still worth running, with as many rounds as pay for
-  the interpreter's start-up, most of them for the tests that draw fresh randomness;
+  the unit's fixed cost (start-up and one round), most of them for the tests that draw fresh
+  randomness;
 * *slow* tests take turns in units of their own, so a few 20-second tests never starve the fast
   ones: once each has run, they wait until every fast test that draws randomness has
   DRAWING_FLOOR executions, and then take at most half the workers;
@@ -49,7 +50,7 @@ MAX_ROUNDS = 60
 # and a 10% RNG flake is missed with chance 5e-3; a second 20 s execution proves far less
 DRAWING_FLOOR = 50
 MAX_IN_PROCESS = 8.0   # seconds of planned executions per unit beyond its first round
-# in-process repetition per unit, relative to its start-up: more finds rare RNG flakes sooner,
+# in-process repetition per unit, relative to its fixed cost: more finds rare RNG flakes sooner,
 # less buys more interpreters (hash seeds, orders, determinism)
 IN_PROCESS_SHARE = 0.75
 SLOW_TEST = 0.25       # seconds at least: slower tests take turns instead of joining every interpreter
@@ -480,18 +481,18 @@ class Planner:
         allowance = self.allowance(sum(cost.values()))
         unit_cost = self.startup + sum(cost.values()) + allowance
         per_unit = min(1 + allowance / max(sum(cost[n] for n in drawing), 1e-3), MAX_ROUNDS) if drawing else 1
-        # coverage first: a slow test that has not run gets its pass; then the fast tests get
-        # every worker until those that draw reach the floor; then the two share the workers
         def had(tests):
             return min((self.tally[n].executions for n in tests), default=0)
 
+        # coverage first: a slow test that has not run gets its pass; then the fast tests get
+        # every worker until those that draw reach the floor; then the two share the workers
         slow_runs = 0
         if slow_pass and any(not self.tally[n].ran for n in slow + heavy):
             worker_seconds = max(0.0, worker_seconds - slow_cost)
             slow_runs = 1
         fast_units = 0.0
         if fast and drawing and slow_share < 1.0:
-            short = max(0, min(DRAWING_FLOOR, self.exec_target) - min(self.tally[n].executions for n in drawing))
+            short = max(0, min(DRAWING_FLOOR, self.exec_target) - had(drawing))
             first = min(worker_seconds / unit_cost, math.ceil(short / per_unit))
             fast_units, worker_seconds = first, worker_seconds - first * unit_cost
         if slow_pass:
