@@ -90,7 +90,7 @@ class _Audit:
             forks.start(imports, collect_seconds, seed=f"{seed}:{self.state.meta.get('next_unit', 0)}")
         known = {n: d for n, d in (durations or {}).items() if n in set(self.tests)}
         self.planner = Planner(self.tests, self.axes, seed, runs=cfg.flaky.runs, budget=float(cfg.flaky.budget),
-                               durations=known, evidence_runs=runs_to_bound(float(cfg.flaky.evidence_rate)))
+                               durations=known)
         self.planner.next_id = self.state.meta.get("next_unit", 0)
         self.planner.per_kind = dict(self.state.meta.get("units_per_kind", {}))
         # a resumed plan draws its next units from a stream that differs from the first run's

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from audit.errors import AuditError
 from audit.flaky.runner import Unit
 from audit.flaky.sources import FAMILIES
-from audit.stats import runs_to_bound, upper_bound_no_failures
+from audit.stats import upper_bound_no_failures
 
 ORDERS = ("file", "reversed", "shuffle")
 
@@ -171,10 +171,8 @@ class Planner:
 
     def __init__(self, tests: list[str], axes: Axes, master_seed: int, runs: int = 0,
                  exec_target: int = EXEC_TARGET, unit_target: int = UNIT_TARGET, budget: float = 150.0,
-                 durations: dict[str, float] | None = None, memory_mb: float | None = None,
-                 evidence_runs: int = runs_to_bound(0.05)):
+                 durations: dict[str, float] | None = None, memory_mb: float | None = None):
         self.tests = list(tests)
-        self.evidence_runs = evidence_runs   # clean executions that make a pass strong evidence
         self.axes = axes
         self.rand = random.Random(master_seed)
         self.master_seed = master_seed
@@ -385,29 +383,28 @@ class Planner:
         Every test runs once per thread count. Tests that draw fresh randomness then get more,
         always to the one with the fewest executions so far (weighing slow tests by their
         cost), for the time ``allowance`` gives the unit; no test gets more than the remaining
-        units need. Time they leave goes to the other tests still short of strong evidence.
+        units need.
         """
         floor = 1   # thread counts then alternate between interpreters (thread_offset)
         caps = {n: floor for n in tests}
         cost = {n: self.test_seconds.get(n, 0.05) + self.overhead for n in tests}
+        spent = sum(cost[n] * floor for n in tests)
         for n in tests:
             if not self.tally[n].executions:
                 caps[n] = 2   # a second execution shows whether its draws vary with the seed
-        spent = first_round = sum(cost[n] * caps[n] for n in tests)
+        spent = sum(cost[n] * caps[n] for n in tests)
         drawing = [n for n in tests if self.tally[n].draws and self.tally[n].executions]
         allowance = self.allowance(sum(cost[n] * floor for n in tests))
-        # do not plan beyond what the remaining units can reach anyway
-        units_left = max(1.0, workers * seconds_left / (self.startup + spent + allowance))
-
-        def paced(short: int) -> int:
-            return min(short, math.ceil(short / units_left) * 2)
-
         if self.exec_target and drawing:
             need = {n: self.exec_target - self.tally[n].executions for n in drawing}
+            # do not plan beyond what the remaining units can reach anyway
+            units_left = max(1.0, workers * seconds_left / (self.startup + spent + allowance))
             # no test may take more than twice its fair share of the unit's time
             fair = 2 * allowance / len(drawing)
-            want = {n: max(floor, min(paced(need[n]), caps[n] + int(fair / cost[n]))) for n in drawing}
+            want = {n: max(floor, min(need[n], math.ceil(need[n] / units_left) * 2,
+                                      caps[n] + int(fair / cost[n]))) for n in drawing}
             progress = {n: self.tally[n].executions + floor for n in drawing}
+            first_round = spent
             while spent - first_round < allowance:
                 open_ = [n for n in drawing if caps[n] < want[n] and caps[n] < MAX_ROUNDS]
                 if not open_:
@@ -416,18 +413,6 @@ class Planner:
                 caps[n] += 1
                 progress[n] += 1
                 spent += cost[n]
-        # what is left goes to tests that draw nothing, up to the executions that make a pass
-        # strong evidence: a repetition in the same interpreter still varies the thread count
-        enough = min(self.evidence_runs, self.runs or self.evidence_runs)
-        steady = {n: max(floor, paced(enough - self.tally[n].executions)) for n in tests
-                  if self.tally[n].executions and not self.tally[n].draws}
-        while spent - first_round < allowance:
-            open_ = [n for n in steady if caps[n] < steady[n] and caps[n] < MAX_ROUNDS]
-            if not open_:
-                break
-            n = min(open_, key=lambda m: ((self.tally[m].executions + caps[m]) * cost[m] ** 0.5, m))
-            caps[n] += 1
-            spent += cost[n]
         return max(caps.values()), caps
 
     def _unit(self, tests: list[str], rounds: int, seconds_left: float, caps: dict | None = None,
@@ -518,7 +503,7 @@ class Planner:
         drawing_runs = min(int(fast_units * per_unit) + had(drawing), self.exec_target)
 
         def kind(tests, runs):
-            runs = runs + had(tests) if tests else 0
+            runs += had(tests)
             return {"tests": len(tests), "seconds": round(sum(self.test_seconds[n] for n in tests), 2),
                     "executions_each": runs, "rate_bound": round(upper_bound_no_failures(runs), 4)}
 
