@@ -481,6 +481,7 @@ class Planner:
         allowance = self.allowance(sum(cost.values()))
         unit_cost = self.startup + sum(cost.values()) + allowance
         per_unit = min(1 + allowance / max(sum(cost[n] for n in drawing), 1e-3), MAX_ROUNDS) if drawing else 1
+
         def had(tests):
             return min((self.tally[n].executions for n in tests), default=0)
 
@@ -503,7 +504,7 @@ class Planner:
         drawing_runs = min(int(fast_units * per_unit) + had(drawing), self.exec_target)
 
         def kind(tests, runs):
-            runs += had(tests)
+            runs = runs + had(tests) if tests else 0
             return {"tests": len(tests), "seconds": round(sum(self.test_seconds[n] for n in tests), 2),
                     "executions_each": runs, "rate_bound": round(upper_bound_no_failures(runs), 4)}
 
