@@ -205,13 +205,11 @@ class _Audit:
         every fast test that draws randomness has the planner's floor of executions, unless
         waiting for that would leave attribution less than ATTRIBUTION_FLOOR of the budget."""
         missing = set(self.state.meta.get("missing", []))
-        planner = self.planner
-        tally = planner.tally
+        tally = self.planner.tally
         if not (any(t.flaky for t in tally.values()) and all(t.ran or n in missing for n, t in tally.items())):
             return False
-        fast = [n for n in planner.pending() if not planner.slow(n) and not planner.heavy(n)]
         spent = self.spent_before + time.monotonic() - self.t0
-        return not planner.starved(fast) or spent >= (1 - ATTRIBUTION_FLOOR) * float(self.flaky_cfg.budget)
+        return not self.planner.starved() or spent >= (1 - ATTRIBUTION_FLOOR) * float(self.flaky_cfg.budget)
 
     def _detection_end(self) -> float:
         """The monotonic time detection should be done by: the handover once it may hand over."""

@@ -323,10 +323,17 @@ class Planner:
         return self._unit([nodeid], rounds=1, seconds_left=seconds_left, caps={nodeid: 1}, kind="alone",
                           exclusive=True)
 
-    def starved(self, fast: list[str]) -> list[str]:
-        """Fast tests that draw randomness and have fewer than DRAWING_FLOOR executions."""
-        floor = min(DRAWING_FLOOR, self.exec_target)
-        return [n for n in fast if self.tally[n].draws and self.tally[n].executions < floor]
+    @property
+    def drawing_floor(self) -> int:
+        """DRAWING_FLOOR, or the executions target when that is lower (``runs``)."""
+        return min(DRAWING_FLOOR, self.exec_target)
+
+    def starved(self, fast: list[str] | None = None) -> list[str]:
+        """Fast tests (of *fast*, or of every pending one) that draw randomness and are short
+        of ``drawing_floor`` executions."""
+        if fast is None:
+            fast = [n for n in self.pending() if not self.slow(n) and not self.heavy(n)]
+        return [n for n in fast if self.tally[n].draws and self.tally[n].executions < self.drawing_floor]
 
     def allowance(self, first_round: float) -> float:
         """Seconds of a fast unit's repetitions beyond its first round: a share of what the unit
@@ -492,8 +499,8 @@ class Planner:
             worker_seconds = max(0.0, worker_seconds - slow_cost)
             slow_runs = 1
         fast_units = 0.0
-        if fast and drawing and slow_share < 1.0:
-            short = max(0, min(DRAWING_FLOOR, self.exec_target) - had(drawing))
+        if drawing:
+            short = max(0, self.drawing_floor - had(drawing))
             first = min(worker_seconds / unit_cost, math.ceil(short / per_unit))
             fast_units, worker_seconds = first, worker_seconds - first * unit_cost
         if slow_pass:
